@@ -1,0 +1,361 @@
+// Package config defines Herald's configuration: one typed struct, loaded
+// by koanf from a YAML file, then HERALD_* environment variables, then
+// command-line flags, and validated once at start.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldrt/herald/fanout"
+)
+
+// Config is Herald's whole configuration. Keys are the koanf tags joined by
+// dots (server.listen); env variables use HERALD_ and "__" for the dots
+// (HERALD_SERVER__LISTEN).
+type Config struct {
+	Server  Server  `koanf:"server"`
+	Auth    Auth    `koanf:"auth"`
+	API     API     `koanf:"api"`
+	Fanout  Fanout  `koanf:"fanout"`
+	History History `koanf:"history"`
+	Stream  Stream  `koanf:"stream"`
+	Log     Log     `koanf:"log"`
+	Dev     Dev     `koanf:"dev"`
+}
+
+// Server configures the listener and HTTP handling.
+type Server struct {
+	// Listen is the address Herald serves on.
+	Listen string `koanf:"listen"`
+	// ReadBufferSize is the per-connection buffer for request heads; it is
+	// also the largest request head accepted.
+	ReadBufferSize int `koanf:"read_buffer_size"`
+	// HandshakeTimeout bounds reading a request head (slowloris guard).
+	HandshakeTimeout time.Duration `koanf:"handshake_timeout"`
+	// AllowedOrigins lists extra Origins allowed to open WebSockets and
+	// event streams ("*" allows any). The request's own host is always
+	// allowed; requests without Origin (non-browsers) are allowed.
+	AllowedOrigins []string `koanf:"allowed_origins"`
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// ReconnectWindow spreads client reconnects after a shutdown over this
+	// long (close times and SSE retry hints are jittered within it).
+	ReconnectWindow time.Duration `koanf:"reconnect_window"`
+}
+
+// Auth configures how connecting users are authenticated.
+type Auth struct {
+	JWT JWT `koanf:"jwt"`
+	// CookieName is the cookie a token may be read from.
+	CookieName string `koanf:"cookie_name"`
+	// QueryParam is the query parameter a token may be read from.
+	QueryParam string `koanf:"query_param"`
+}
+
+// JWT configures token verification.
+type JWT struct {
+	// HMACSecret enables HS256/384/512 tokens (at least 32 bytes).
+	HMACSecret string `koanf:"hmac_secret"`
+	// PublicKeyFiles are PEM public keys enabling RS*, ES* and EdDSA.
+	PublicKeyFiles []string `koanf:"public_key_files"`
+	// Audience, when set, must appear in the token's aud.
+	Audience string `koanf:"audience"`
+	// Issuer, when set, must equal the token's iss.
+	Issuer string `koanf:"issuer"`
+	// Leeway is the clock skew tolerated on exp and nbf.
+	Leeway time.Duration `koanf:"leeway"`
+	// UserClaim is the claim holding the user id ("sub", or "user_id" for
+	// djangorestframework-simplejwt tokens).
+	UserClaim string `koanf:"user_claim"`
+}
+
+// API configures the backend publish API.
+type API struct {
+	// Key authenticates publishers (X-API-Key or Authorization: apikey).
+	Key string `koanf:"key"`
+	// MaxBodyBytes is the largest publish body accepted (413 above).
+	MaxBodyBytes int `koanf:"max_body_bytes"`
+	// MaxBatch is the most messages in one batch publish.
+	MaxBatch int `koanf:"max_batch"`
+	// IdempotencyWindow is how long idempotency keys are remembered.
+	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
+}
+
+// Fanout selects and configures the broker.
+type Fanout struct {
+	// Broker is "memory" (one node) or "redis" (many nodes).
+	Broker string `koanf:"broker"`
+	// Redis configures the Redis broker.
+	Redis fanout.RedisConfig `koanf:"redis"`
+}
+
+// History configures per-channel history used for resume.
+type History struct {
+	// Size is how many messages each channel keeps.
+	Size int `koanf:"size"`
+	// TTL is how long a message stays resumable.
+	TTL time.Duration `koanf:"ttl"`
+}
+
+// Stream configures client connections.
+type Stream struct {
+	WriteTimeout   time.Duration `koanf:"write_timeout"`
+	WSPingInterval time.Duration `koanf:"ws_ping_interval"`
+	WSReadTimeout  time.Duration `koanf:"ws_read_timeout"`
+	WSReadLimit    int64         `koanf:"ws_read_limit"`
+	SSEHeartbeat   time.Duration `koanf:"sse_heartbeat"`
+	SSERetry       time.Duration `koanf:"sse_retry"`
+	MaxQueue       int           `koanf:"max_queue"`
+	MaxQueueBytes  int           `koanf:"max_queue_bytes"`
+	Writers        int           `koanf:"writers"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `koanf:"level"`
+	// Format is text or json.
+	Format string `koanf:"format"`
+}
+
+// Dev enables development conveniences. Never enable in production.
+type Dev struct {
+	// Enabled serves the demo page and the dev token endpoint.
+	Enabled bool `koanf:"enabled"`
+}
+
+// Default returns the built-in defaults, the same values configs/herald.yaml
+// documents.
+func Default() Config {
+	return Config{
+		Server: Server{
+			Listen:           "0.0.0.0:8000",
+			ReadBufferSize:   4096,
+			HandshakeTimeout: 10 * time.Second,
+			ShutdownTimeout:  15 * time.Second,
+			ReconnectWindow:  5 * time.Second,
+		},
+		Auth: Auth{
+			JWT:        JWT{Leeway: 5 * time.Second, UserClaim: "sub"},
+			CookieName: "herald_token",
+			QueryParam: "token",
+		},
+		API: API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: 5 * time.Minute},
+		Fanout: Fanout{Broker: "memory", Redis: fanout.RedisConfig{
+			Prefix: "herald:", DialTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second,
+			Partitions: 16, MetaTTL: 7 * 24 * time.Hour, QueueSize: 65536, ProbeInterval: 5 * time.Second,
+		}},
+		History: History{Size: 100, TTL: 10 * time.Minute},
+		Stream: Stream{
+			WriteTimeout:   10 * time.Second,
+			WSPingInterval: 25 * time.Second,
+			WSReadTimeout:  60 * time.Second,
+			WSReadLimit:    64 << 10,
+			SSEHeartbeat:   15 * time.Second,
+			SSERetry:       2 * time.Second,
+			MaxQueue:       1024,
+			MaxQueueBytes:  4 << 20,
+			Writers:        64,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Flags returns the command-line flags that override configuration keys
+// (each named by its key, e.g. --server.listen).
+func Flags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("herald", pflag.ContinueOnError)
+	fs.String("config", "configs/herald.yaml", "YAML config file")
+	fs.String("server.listen", "", "listen address")
+	fs.String("fanout.broker", "", "broker: memory or redis")
+	fs.StringSlice("fanout.redis.shards", nil, "Redis shard addresses")
+	fs.String("log.level", "", "log level: debug, info, warn, error")
+	fs.String("log.format", "", "log format: text or json")
+	fs.Bool("dev.enabled", false, "serve the demo page and dev endpoints")
+	return fs
+}
+
+// Load builds the configuration: defaults, then the YAML file named by the
+// --config flag (a missing default file is not an error, a missing named
+// file is), then HERALD_* environment variables, then the flags that were
+// set. It validates the result.
+func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
+		return Config{}, fmt.Errorf("config defaults: %w", err)
+	}
+	path, _ := fs.GetString("config")
+	if _, err := os.Stat(path); err == nil {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	} else if fs.Changed("config") {
+		return Config{}, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if err := k.Load(env.Provider(".", env.Opt{
+		Prefix: "HERALD_",
+		TransformFunc: func(key, value string) (string, any) {
+			key = strings.ToLower(strings.TrimPrefix(key, "HERALD_"))
+			key = strings.ReplaceAll(key, "__", ".")
+			if strings.Contains(value, ",") || strings.HasSuffix(key, "shards") || strings.HasSuffix(key, "cluster") ||
+				strings.HasSuffix(key, "origins") || strings.HasSuffix(key, "files") {
+				return key, splitList(value)
+			}
+			return key, value
+		},
+		EnvironFunc: func() []string { return environ },
+	}), nil); err != nil {
+		return Config{}, fmt.Errorf("config env: %w", err)
+	}
+	if err := k.Load(posflag.ProviderWithFlag(fs, ".", k, func(f *pflag.Flag) (string, any) {
+		if f.Name == "config" || !f.Changed {
+			return "", nil
+		}
+		return f.Name, posflag.FlagVal(fs, f)
+	}), nil); err != nil {
+		return Config{}, fmt.Errorf("config flags: %w", err)
+	}
+	var cfg Config
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// KeyError is a validation error naming the offending configuration key.
+type KeyError struct {
+	Key string
+	Msg string
+}
+
+func (e *KeyError) Error() string { return "config " + e.Key + ": " + e.Msg }
+
+// Validate checks every value and returns all problems, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		bad("server.listen", "%q is not host:port", c.Server.Listen)
+	}
+	if c.Server.ReadBufferSize < 1024 || c.Server.ReadBufferSize > 1<<20 {
+		bad("server.read_buffer_size", "must be between 1024 and 1048576, got %d", c.Server.ReadBufferSize)
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration, got %s", d)
+		}
+	}
+	positive("server.handshake_timeout", c.Server.HandshakeTimeout)
+	positive("server.shutdown_timeout", c.Server.ShutdownTimeout)
+	if c.Server.ReconnectWindow < 0 {
+		bad("server.reconnect_window", "must not be negative")
+	}
+	if c.Auth.JWT.HMACSecret == "" && len(c.Auth.JWT.PublicKeyFiles) == 0 {
+		bad("auth.jwt.hmac_secret", "set a secret of at least 32 bytes, or auth.jwt.public_key_files")
+	} else if c.Auth.JWT.HMACSecret != "" && len(c.Auth.JWT.HMACSecret) < 32 {
+		bad("auth.jwt.hmac_secret", "must be at least 32 bytes, got %d", len(c.Auth.JWT.HMACSecret))
+	}
+	if c.Auth.JWT.UserClaim == "" {
+		bad("auth.jwt.user_claim", "must not be empty")
+	}
+	if c.Auth.QueryParam == "" {
+		bad("auth.query_param", "must not be empty")
+	}
+	if len(c.API.Key) < 16 {
+		bad("api.key", "set a key of at least 16 characters (got %d)", len(c.API.Key))
+	}
+	if c.API.MaxBodyBytes < 1024 {
+		bad("api.max_body_bytes", "must be at least 1024, got %d", c.API.MaxBodyBytes)
+	}
+	if c.API.MaxBatch < 1 {
+		bad("api.max_batch", "must be at least 1, got %d", c.API.MaxBatch)
+	}
+	positive("api.idempotency_window", c.API.IdempotencyWindow)
+	switch c.Fanout.Broker {
+	case "memory":
+	case "redis":
+		if len(c.Fanout.Redis.Shards) == 0 && len(c.Fanout.Redis.Cluster) == 0 {
+			bad("fanout.redis.shards", "set shards or fanout.redis.cluster for the redis broker")
+		}
+		if len(c.Fanout.Redis.Shards) > 0 && len(c.Fanout.Redis.Cluster) > 0 {
+			bad("fanout.redis.cluster", "shards and cluster are mutually exclusive")
+		}
+	default:
+		bad("fanout.broker", "must be memory or redis, got %q", c.Fanout.Broker)
+	}
+	if c.History.Size < 1 || c.History.Size > 1_000_000 {
+		bad("history.size", "must be between 1 and 1000000, got %d", c.History.Size)
+	}
+	positive("history.ttl", c.History.TTL)
+	positive("stream.write_timeout", c.Stream.WriteTimeout)
+	positive("stream.ws_ping_interval", c.Stream.WSPingInterval)
+	if c.Stream.WSReadTimeout <= c.Stream.WSPingInterval {
+		bad("stream.ws_read_timeout", "must be longer than stream.ws_ping_interval (%s)", c.Stream.WSPingInterval)
+	}
+	if c.Stream.WSReadLimit < 256 {
+		bad("stream.ws_read_limit", "must be at least 256, got %d", c.Stream.WSReadLimit)
+	}
+	positive("stream.sse_heartbeat", c.Stream.SSEHeartbeat)
+	positive("stream.sse_retry", c.Stream.SSERetry)
+	if c.Stream.MaxQueue < 1 {
+		bad("stream.max_queue", "must be at least 1, got %d", c.Stream.MaxQueue)
+	}
+	if c.Stream.MaxQueueBytes < 1024 {
+		bad("stream.max_queue_bytes", "must be at least 1024, got %d", c.Stream.MaxQueueBytes)
+	}
+	if c.Stream.Writers < 1 || c.Stream.Writers > 4096 {
+		bad("stream.writers", "must be between 1 and 4096, got %d", c.Stream.Writers)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Masked returns a copy of c with secrets replaced, for printing.
+func (c Config) Masked() Config {
+	mask := func(s *string) {
+		if *s != "" {
+			*s = "******"
+		}
+	}
+	mask(&c.Auth.JWT.HMACSecret)
+	mask(&c.API.Key)
+	mask(&c.Fanout.Redis.Password)
+	return c
+}

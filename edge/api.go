@@ -1,0 +1,238 @@
+package edge
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/protocols"
+)
+
+// PublishRequest is one message of the publish API: to a user
+// ({"user_id":"42","data":{...}}) or to a channel
+// ({"channel":"broadcast","data":{...}}).
+type PublishRequest struct {
+	// Channel is the target channel (exclusive with UserID).
+	Channel string
+	// Data is the payload, delivered byte for byte.
+	Data json.RawMessage
+	// IdempotencyKey makes repeats within the window publish once.
+	IdempotencyKey string
+}
+
+// maxIdempotencyKey bounds idempotency keys.
+const maxIdempotencyKey = 200
+
+type publishBody struct {
+	UserID         json.RawMessage `json:"user_id"`
+	Channel        string          `json:"channel"`
+	Data           json.RawMessage `json:"data"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+// ParsePublish decodes and validates one publish body. Its errors say what
+// is wrong in words a backend developer can act on.
+func ParsePublish(body []byte) (PublishRequest, error) {
+	var b publishBody
+	if err := strictUnmarshal(body, &b); err != nil {
+		return PublishRequest{}, err
+	}
+	return b.validate()
+}
+
+// ParseBatch decodes and validates a batch body {"messages":[...]}.
+func ParseBatch(body []byte, max int) ([]PublishRequest, error) {
+	var b struct {
+		Messages []publishBody `json:"messages"`
+	}
+	if err := strictUnmarshal(body, &b); err != nil {
+		return nil, err
+	}
+	if len(b.Messages) == 0 {
+		return nil, errors.New(`"messages" must be a non-empty array`)
+	}
+	if len(b.Messages) > max {
+		return nil, fmt.Errorf(`"messages" has %d entries, the limit is %d`, len(b.Messages), max)
+	}
+	out := make([]PublishRequest, len(b.Messages))
+	for i, m := range b.Messages {
+		r, err := m.validate()
+		if err != nil {
+			return nil, fmt.Errorf("messages[%d]: %w", i, err)
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+func strictUnmarshal(body []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(body))
+	if err := d.Decode(v); err != nil {
+		return fmt.Errorf("invalid JSON body: %w", err)
+	}
+	if d.More() {
+		return errors.New("invalid JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+func (b publishBody) validate() (PublishRequest, error) {
+	var r PublishRequest
+	hasUser := len(b.UserID) > 0 && !bytes.Equal(b.UserID, []byte("null"))
+	switch {
+	case hasUser && b.Channel != "":
+		return r, errors.New(`give either "user_id" or "channel", not both`)
+	case hasUser:
+		id, err := parseUserID(b.UserID)
+		if err != nil {
+			return r, err
+		}
+		r.Channel = "user:" + id
+	case b.Channel != "":
+		r.Channel = b.Channel
+	default:
+		return r, errors.New(`missing "user_id" or "channel"`)
+	}
+	if !fanout.ValidChannel(r.Channel) {
+		return r, fmt.Errorf("invalid channel %q: use 1-%d characters from A-Z a-z 0-9 _-.:@=+/", r.Channel, fanout.MaxChannelLen)
+	}
+	if len(b.Data) == 0 || bytes.Equal(b.Data, []byte("null")) {
+		return r, errors.New(`missing "data"`)
+	}
+	if len(b.IdempotencyKey) > maxIdempotencyKey {
+		return r, fmt.Errorf(`"idempotency_key" is longer than %d bytes`, maxIdempotencyKey)
+	}
+	r.Data = b.Data
+	r.IdempotencyKey = b.IdempotencyKey
+	return r, nil
+}
+
+// parseUserID accepts "42" or 42 (Django ids are integers).
+func parseUserID(raw json.RawMessage) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		if s == "" {
+			return "", errors.New(`"user_id" is empty`)
+		}
+		return s, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err == nil {
+		if i, err := n.Int64(); err == nil {
+			return strconv.FormatInt(i, 10), nil
+		}
+	}
+	return "", errors.New(`"user_id" must be a string or an integer`)
+}
+
+// authorizedAPI checks X-API-Key or "Authorization: apikey <key>" in
+// constant time.
+func (s *Server) authorizedAPI(ctx *fasthttp.RequestCtx) bool {
+	key := ctx.Request.Header.Peek("X-API-Key")
+	if len(key) == 0 {
+		if h := ctx.Request.Header.Peek("Authorization"); len(h) > 7 && bytes.EqualFold(h[:7], []byte("apikey ")) {
+			key = bytes.TrimSpace(h[7:])
+		}
+	}
+	return len(key) > 0 && subtle.ConstantTimeCompare(key, []byte(s.cfg.API.Key)) == 1
+}
+
+type publishResult struct {
+	Channel   string `json:"channel"`
+	Cursor    string `json:"cursor"`
+	Epoch     uint32 `json:"epoch"`
+	Offset    uint64 `json:"offset"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+func (s *Server) publishOne(ctx *fasthttp.RequestCtx, r PublishRequest) (publishResult, error) {
+	res, err := s.broker.Publish(ctx, r.Channel, r.Data, fanout.PublishOptions{
+		IdempotencyKey: r.IdempotencyKey,
+		TraceParent:    string(ctx.Request.Header.Peek("traceparent")),
+	})
+	if err != nil {
+		return publishResult{}, err
+	}
+	return publishResult{
+		Channel: r.Channel,
+		Cursor:  protocols.Cursor{{Hash: protocols.ChannelHash(r.Channel), Pos: res.Pos}}.String(),
+		Epoch:   res.Pos.Epoch, Offset: res.Pos.Offset, Duplicate: res.Duplicate,
+	}, nil
+}
+
+// apiGuard checks method, key and body size; it writes the error and
+// returns false when the request must not proceed.
+func (s *Server) apiGuard(ctx *fasthttp.RequestCtx) bool {
+	if !ctx.IsPost() {
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return false
+	}
+	if !s.authorizedAPI(ctx) {
+		s.log.Info("publish refused", "reason", "bad_api_key", "remote", ctx.RemoteAddr().String())
+		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key (X-API-Key header)")
+		return false
+	}
+	if len(ctx.PostBody()) > s.cfg.API.MaxBodyBytes {
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body exceeds %d bytes", s.cfg.API.MaxBodyBytes))
+		return false
+	}
+	return true
+}
+
+// handlePublish serves POST /api/publish.
+func (s *Server) handlePublish(ctx *fasthttp.RequestCtx) {
+	if !s.apiGuard(ctx) {
+		return
+	}
+	r, err := ParsePublish(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	res, err := s.publishOne(ctx, r)
+	if err != nil {
+		s.publishFailed(ctx, r.Channel, err)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, res)
+}
+
+// handlePublishBatch serves POST /api/publish/batch. The whole batch is
+// validated before anything is published; messages are published in order.
+func (s *Server) handlePublishBatch(ctx *fasthttp.RequestCtx) {
+	if !s.apiGuard(ctx) {
+		return
+	}
+	rs, err := ParseBatch(ctx.PostBody(), s.cfg.API.MaxBatch)
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	out := struct {
+		Results []publishResult `json:"results"`
+	}{Results: make([]publishResult, 0, len(rs))}
+	for i, r := range rs {
+		res, err := s.publishOne(ctx, r)
+		if err != nil {
+			s.publishFailed(ctx, r.Channel, fmt.Errorf("messages[%d] (earlier ones were published): %w", i, err))
+			return
+		}
+		out.Results = append(out.Results, res)
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+func (s *Server) publishFailed(ctx *fasthttp.RequestCtx, channel string, err error) {
+	status := fasthttp.StatusServiceUnavailable
+	if errors.Is(err, fanout.ErrInvalidChannel) {
+		status = fasthttp.StatusBadRequest
+	}
+	s.log.Warn("publish failed", "channel", channel, "err", err)
+	writeError(ctx, status, "publish_failed", err.Error())
+}

@@ -1,0 +1,265 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/protocols"
+)
+
+// envelopeSubprotocol selects the envelope format on WebSocket.
+const envelopeSubprotocol = "herald.v1"
+
+// broadcastChannel is received by every connection.
+const broadcastChannel = "broadcast"
+
+// attachTimeout bounds the time between accepting a connection and the
+// hijacked socket reaching its session; a session not attached by then
+// (the client vanished during the handshake) is dropped.
+const attachTimeout = 10 * time.Second
+
+// connectRequest is what both transports learn from an accepted request.
+type connectRequest struct {
+	claims auth.Claims
+	since  protocols.Cursor
+	origin string
+}
+
+// admit authenticates a connect request and parses its cursor. It writes
+// the error response and returns false when the request is refused.
+func (s *Server) admit(ctx *fasthttp.RequestCtx, transport string, sinceParam []byte) (connectRequest, bool) {
+	var req connectRequest
+	if s.draining.Load() {
+		s.reject(ctx, fasthttp.StatusServiceUnavailable, transport, "shutting_down", "server is shutting down, reconnect")
+		return req, false
+	}
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	if !s.originAllowed(ctx, origin) {
+		s.reject(ctx, fasthttp.StatusForbidden, transport, "origin_not_allowed", "origin "+origin+" is not allowed")
+		return req, false
+	}
+	claims, _, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		reason := "unauthorized"
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			reason = ae.Reason
+		}
+		s.reject(ctx, fasthttp.StatusUnauthorized, transport, reason, err.Error())
+		return req, false
+	}
+	cur, err := protocols.ParseCursor(string(sinceParam))
+	if err != nil {
+		s.reject(ctx, fasthttp.StatusBadRequest, transport, "bad_cursor", err.Error())
+		return req, false
+	}
+	req.claims, req.since, req.origin = claims, cur, origin
+	return req, true
+}
+
+// reject answers a refused connect with a JSON error and logs why.
+func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport, reason, detail string) {
+	s.log.Info("connection refused", "transport", transport, "status", status, "reason", reason,
+		"detail", detail, "remote", ctx.RemoteAddr().String())
+	writeError(ctx, status, reason, detail)
+}
+
+// originAllowed applies server.allowed_origins: no Origin (not a browser),
+// the request's own host, or a configured origin.
+func (s *Server) originAllowed(ctx *fasthttp.RequestCtx, origin string) bool {
+	if origin == "" || s.anyOrig {
+		return true
+	}
+	if s.origins[strings.ToLower(strings.TrimRight(origin, "/"))] {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, string(ctx.Host()))
+}
+
+// channelsFor returns the channels a user's connection receives: its user
+// channel, broadcast, and those its token grants, without repeats.
+func channelsFor(c auth.Claims) []string {
+	chans := make([]string, 0, 2+len(c.Channels))
+	chans = append(chans, "user:"+c.UserID, broadcastChannel)
+	for _, ch := range c.Channels {
+		dup := false
+		for _, have := range chans {
+			if have == ch {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			chans = append(chans, ch)
+		}
+	}
+	return chans
+}
+
+// open creates, registers and resumes a session. On failure it has written
+// a 503 and cleaned up.
+func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols.Transport) (*protocols.Session, bool) {
+	sess := protocols.NewSession(s.env, protocols.Options{
+		ID:        s.nextID.Add(1),
+		UserID:    req.claims.UserID,
+		Channels:  channelsFor(req.claims),
+		Since:     req.since,
+		ExpiresAt: req.claims.ExpiresAt,
+		Transport: tr,
+		Remote:    ctx.RemoteAddr().String(),
+	})
+	s.hub.Add(sess)
+	if err := s.broker.Subscribe(ctx, sess.Channels()...); err != nil {
+		s.hub.Remove(sess)
+		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Name(), "broker_unavailable", err.Error())
+		return nil, false
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.env.Config.HistoryTimeout)
+	err := sess.Resume(rctx)
+	cancel()
+	if err != nil {
+		s.drop(sess)
+		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Name(), "history_unavailable", err.Error())
+		return nil, false
+	}
+	s.live.Add(1)
+	// If the hijack never happens (the client left mid-handshake), the
+	// session must not linger in the hub.
+	time.AfterFunc(attachTimeout, func() {
+		if !sess.Attached() {
+			sess.Close(protocols.CloseGoingAway)
+			s.end(sess)
+		}
+	})
+	return sess, true
+}
+
+// drop unregisters a session that never started serving.
+func (s *Server) drop(sess *protocols.Session) {
+	s.hub.Remove(sess)
+	_ = s.broker.Unsubscribe(context.Background(), sess.Channels()...)
+}
+
+// end unregisters a session whose read loop ended. It runs once per
+// session.
+func (s *Server) end(sess *protocols.Session) {
+	if !sess.MarkEnded() {
+		return
+	}
+	s.drop(sess)
+	s.live.Done()
+	if r := sess.CloseReason(); r.Reason != "" {
+		s.log.Info("disconnected", "transport", sess.Transport().Name(), "user", sess.UserID(),
+			"session", sess.ID(), "reason", r.Reason)
+	} else {
+		s.log.Debug("disconnected", "transport", sess.Transport().Name(), "user", sess.UserID(),
+			"session", sess.ID(), "reason", "client_closed")
+	}
+}
+
+// handleWS serves GET /ws/notifications/.
+func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
+	if !websocket.FastHTTPIsWebSocketUpgrade(ctx) {
+		writeError(ctx, fasthttp.StatusBadRequest, "not_websocket", "this endpoint needs a WebSocket upgrade; use /sse/notifications/ for an event stream")
+		return
+	}
+	req, ok := s.admit(ctx, "ws", ctx.QueryArgs().Peek("since"))
+	if !ok {
+		return
+	}
+	format := protocols.WSRaw
+	if bytes.Equal(ctx.QueryArgs().Peek("format"), []byte("envelope")) || wantsSubprotocol(ctx, envelopeSubprotocol) {
+		format = protocols.WSEnvelope
+	}
+	sess, ok := s.open(ctx, req, protocols.WSTransport{Format: format})
+	if !ok {
+		return
+	}
+	err := s.upgrader.Upgrade(ctx, func(c *websocket.Conn) {
+		sess.Attach(c.UnderlyingConn())
+		s.log.Debug("connected", "transport", "ws", "user", sess.UserID(), "session", sess.ID(), "remote", ctx.RemoteAddr().String())
+		// Return at once so fasthttp releases the request context; the
+		// session's reader is the one goroutine this connection keeps.
+		go func() {
+			sess.ServeWS(c)
+			s.end(sess)
+		}()
+	})
+	if err != nil {
+		sess.Close(protocols.CloseProtocolError)
+		s.end(sess)
+		s.log.Info("connection refused", "transport", "ws", "reason", "bad_handshake", "detail", err.Error())
+	}
+}
+
+// wantsSubprotocol reports whether the client offered subprotocol want.
+func wantsSubprotocol(ctx *fasthttp.RequestCtx, want string) bool {
+	for _, p := range bytes.Split(ctx.Request.Header.Peek("Sec-WebSocket-Protocol"), []byte(",")) {
+		if string(bytes.TrimSpace(p)) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// handleSSE serves GET /sse/notifications/. The response head is written on
+// the hijacked socket, after which the connection is a plain session like a
+// WebSocket.
+func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() {
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		return
+	}
+	since := ctx.Request.Header.Peek("Last-Event-ID")
+	if len(since) == 0 {
+		since = ctx.QueryArgs().Peek("since")
+	}
+	req, ok := s.admit(ctx, "sse", since)
+	if !ok {
+		return
+	}
+	named := bytes.Equal(ctx.QueryArgs().Peek("events"), []byte("named"))
+	sess, ok := s.open(ctx, req, protocols.SSETransport{Named: named})
+	if !ok {
+		return
+	}
+	var extra [][2]string
+	if req.origin != "" {
+		extra = append(extra, [2]string{"Access-Control-Allow-Origin", req.origin},
+			[2]string{"Access-Control-Allow-Credentials", "true"}, [2]string{"Vary", "Origin"})
+	}
+	head := protocols.AppendSSEHead(nil, s.env.Config.SSERetry, extra)
+	raw := ctx.Conn()
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(net.Conn) {
+		// Write and read the accepted socket itself: fasthttp's hijack
+		// wrapper and its read buffer are then garbage, and an SSE
+		// connection costs its reader goroutine and little else.
+		_ = raw.SetWriteDeadline(time.Now().Add(s.env.Config.WriteTimeout))
+		if _, err := raw.Write(head); err != nil {
+			sess.Close(protocols.CloseGoingAway)
+			raw.Close()
+			s.end(sess)
+			return
+		}
+		sess.Attach(raw)
+		s.log.Debug("connected", "transport", "sse", "user", sess.UserID(), "session", sess.ID())
+		go func() {
+			sess.ServeSSE(raw)
+			s.end(sess)
+		}()
+	})
+}

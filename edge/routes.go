@@ -1,0 +1,78 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/heraldrt/herald/fanout"
+)
+
+// route dispatches a request. Paths match the Django Channels guide so
+// existing clients work (the trailing slash is optional).
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case "/ws/notifications/", "/ws/notifications":
+		s.handleWS(ctx)
+	case "/sse/notifications/", "/sse/notifications":
+		s.handleSSE(ctx)
+	case "/api/publish":
+		s.handlePublish(ctx)
+	case "/api/publish/batch":
+		s.handlePublishBatch(ctx)
+	case "/healthz":
+		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
+	case "/readyz":
+		s.handleReady(ctx)
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
+	}
+}
+
+// handleReady reports whether the broker is usable, per shard when the
+// broker can tell.
+func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
+	out := map[string]any{"status": "ok", "broker": s.cfg.Fanout.Broker}
+	status := fasthttp.StatusOK
+	if s.draining.Load() {
+		out["status"], status = "draining", fasthttp.StatusServiceUnavailable
+	}
+	if hc, ok := s.broker.(fanout.HealthChecker); ok {
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := hc.Healthy(c)
+		cancel()
+		if err != nil {
+			out["status"], out["error"], status = "unavailable", err.Error(), fasthttp.StatusServiceUnavailable
+		}
+	}
+	if rb, ok := s.broker.(interface{ ShardHealth() []fanout.ShardHealth }); ok {
+		out["shards"] = rb.ShardHealth()
+	}
+	writeJSON(ctx, status, out)
+}
+
+// httpError answers requests fasthttp could not parse.
+func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
+	default:
+		s.log.Debug("bad request", "err", err, "remote", ctx.RemoteAddr().String())
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request")
+	}
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, _ := json.Marshal(v)
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+// writeError writes {"error": reason, "message": detail}.
+func writeError(ctx *fasthttp.RequestCtx, status int, reason, detail string) {
+	writeJSON(ctx, status, map[string]string{"error": reason, "message": detail})
+}

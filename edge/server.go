@@ -1,0 +1,216 @@
+// Package edge is Herald's HTTP edge: the fasthttp server, routing,
+// authentication of connecting users, the publish API, and the hub that
+// connects the broker to local sessions.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+
+	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/protocols"
+)
+
+// Server is one Herald node.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	broker   fanout.Broker
+	hub      *Hub
+	auth     *auth.Verifier
+	env      *protocols.Env
+	http     *fasthttp.Server
+	upgrader websocket.FastHTTPUpgrader
+	origins  map[string]bool
+	anyOrig  bool
+
+	nextID   atomic.Uint64
+	draining atomic.Bool
+	live     sync.WaitGroup // sessions whose read loop runs
+}
+
+// New builds a node from cfg: the broker named by fanout.broker, the
+// verifier, the hub and the HTTP server. cfg must be validated.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, hub: NewHub()}
+	v, err := auth.New(auth.Config{
+		HMACSecret:     cfg.Auth.JWT.HMACSecret,
+		PublicKeyFiles: cfg.Auth.JWT.PublicKeyFiles,
+		Audience:       cfg.Auth.JWT.Audience,
+		Issuer:         cfg.Auth.JWT.Issuer,
+		Leeway:         cfg.Auth.JWT.Leeway,
+		UserClaim:      cfg.Auth.JWT.UserClaim,
+		CookieName:     cfg.Auth.CookieName,
+		QueryParam:     cfg.Auth.QueryParam,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.auth = v
+	b, err := newBroker(ctx, cfg, s.hub.Deliver)
+	if err != nil {
+		return nil, err
+	}
+	s.broker = b
+	s.origins = make(map[string]bool)
+	for _, o := range cfg.Server.AllowedOrigins {
+		if o == "*" {
+			s.anyOrig = true
+		}
+		s.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
+	s.env = &protocols.Env{
+		Config: protocols.Config{
+			WriteTimeout:   cfg.Stream.WriteTimeout,
+			WSPingInterval: cfg.Stream.WSPingInterval,
+			WSReadTimeout:  cfg.Stream.WSReadTimeout,
+			WSReadLimit:    cfg.Stream.WSReadLimit,
+			SSEHeartbeat:   cfg.Stream.SSEHeartbeat,
+			SSERetry:       cfg.Stream.SSERetry,
+			MaxQueue:       cfg.Stream.MaxQueue,
+			MaxQueueBytes:  cfg.Stream.MaxQueueBytes,
+		}.Defaults(),
+		Writers: protocols.NewWriters(cfg.Stream.Writers),
+		History: s.broker,
+		Log:     log,
+		Refresh: func(token string) (string, time.Time, error) {
+			c, err := s.auth.Verify(token)
+			if err != nil {
+				return "", time.Time{}, err
+			}
+			return c.UserID, c.ExpiresAt, nil
+		},
+	}
+	s.upgrader = websocket.FastHTTPUpgrader{
+		// Client messages are small (ping, refresh); a small read buffer
+		// keeps idle connections cheap. Larger frames still read fine.
+		ReadBufferSize: 512,
+		// Herald frames outgoing messages itself; the library only writes
+		// control frames, so borrow its write buffer per message.
+		WriteBufferPool: &sync.Pool{},
+		Subprotocols:    []string{envelopeSubprotocol},
+		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // checked before Upgrade
+	}
+	s.http = &fasthttp.Server{
+		Handler:               s.route,
+		Name:                  "herald",
+		ReadBufferSize:        cfg.Server.ReadBufferSize,
+		ReadTimeout:           cfg.Server.HandshakeTimeout,
+		IdleTimeout:           cfg.Server.HandshakeTimeout * 6,
+		MaxRequestBodySize:    cfg.API.MaxBodyBytes,
+		KeepHijackedConns:     true,
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		CloseOnShutdown:       true,
+		ErrorHandler:          s.httpError,
+		Logger:                slogPrintf{log},
+	}
+	return s, nil
+}
+
+func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler) (fanout.Broker, error) {
+	switch cfg.Fanout.Broker {
+	case "memory":
+		return fanout.NewMemory(fanout.MemoryConfig{
+			HistorySize:       cfg.History.Size,
+			HistoryTTL:        cfg.History.TTL,
+			IdempotencyWindow: cfg.API.IdempotencyWindow,
+		}, h), nil
+	case "redis":
+		rc := cfg.Fanout.Redis
+		rc.HistorySize = cfg.History.Size
+		rc.HistoryTTL = cfg.History.TTL
+		rc.IdempotencyWindow = cfg.API.IdempotencyWindow
+		b, err := fanout.NewRedis(ctx, rc, h)
+		if err != nil {
+			return nil, fmt.Errorf("fanout.redis: %w", err)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("fanout.broker: unknown broker %q", cfg.Fanout.Broker)
+	}
+}
+
+// Broker returns the node's broker.
+func (s *Server) Broker() fanout.Broker { return s.broker }
+
+// Hub returns the node's hub.
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.Serve(ln)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, asks every client to reconnect
+// (WebSocket close 1012, SSE retry hint and disconnect event) spread over
+// server.reconnect_window, waits for the sessions to end, and closes the
+// broker. ctx bounds the whole shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.http.ShutdownWithContext(ctx) }()
+
+	sessions := s.hub.Sessions()
+	window := s.cfg.Server.ReconnectWindow
+	for i, sess := range sessions {
+		r := protocols.CloseShutdown
+		if window > 0 {
+			r.Retry = time.Duration(rand.Int64N(int64(window))) + 100*time.Millisecond
+		}
+		if window <= 0 || len(sessions) == 1 {
+			sess.Close(r)
+			continue
+		}
+		// Closing in a spread-out order spreads the WebSocket reconnects too.
+		delay := time.Duration(int64(window) * int64(i) / int64(len(sessions)))
+		time.AfterFunc(delay, func() { sess.Close(r) })
+	}
+	done := make(chan struct{})
+	go func() { s.live.Wait(); close(done) }()
+	var errs []error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, sess := range s.hub.Sessions() {
+			sess.Close(protocols.CloseShutdown)
+		}
+		errs = append(errs, fmt.Errorf("shutdown: sessions still open: %w", ctx.Err()))
+	}
+	select {
+	case err := <-httpDone:
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			errs = append(errs, fmt.Errorf("shutdown http: %w", err))
+		}
+	case <-ctx.Done():
+	}
+	if err := s.broker.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
+	}
+	s.env.Writers.Close()
+	return errors.Join(errs...)
+}
+
+// slogPrintf adapts slog to fasthttp's Logger.
+type slogPrintf struct{ l *slog.Logger }
+
+func (p slogPrintf) Printf(format string, args ...any) {
+	p.l.Warn("fasthttp", "msg", fmt.Sprintf(format, args...))
+}

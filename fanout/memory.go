@@ -1,0 +1,323 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// MemoryConfig configures the in-memory broker. Zero values mean the
+// documented defaults.
+type MemoryConfig struct {
+	// HistorySize is how many messages each channel retains for resume
+	// (default 100).
+	HistorySize int
+	// HistoryTTL is how long a retained message stays resumable (default
+	// 10m).
+	HistoryTTL time.Duration
+	// IdempotencyWindow is how long an idempotency key is remembered
+	// (default 5m).
+	IdempotencyWindow time.Duration
+}
+
+func (c *MemoryConfig) applyDefaults() {
+	if c.HistorySize <= 0 {
+		c.HistorySize = 100
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 10 * time.Minute
+	}
+	if c.IdempotencyWindow <= 0 {
+		c.IdempotencyWindow = 5 * time.Minute
+	}
+}
+
+// memShards spreads channels over independently locked maps so publishes to
+// different channels do not contend; 64 is plenty for 2–64 cores.
+const memShards = 64
+
+// MemoryBroker is a Broker for a single Herald node. Its history lives in
+// process memory and is lost on restart (clients then get a new epoch and a
+// stream_reset).
+type MemoryBroker struct {
+	cfg     MemoryConfig
+	handler Handler
+	seed    maphash.Seed
+	shards  [memShards]memShard
+	now     func() time.Time
+
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+var _ Broker = (*MemoryBroker)(nil)
+var _ HealthChecker = (*MemoryBroker)(nil)
+
+type memShard struct {
+	mu       sync.Mutex
+	channels map[string]*memChannel
+}
+
+type memChannel struct {
+	mu    sync.Mutex
+	epoch uint32
+	top   uint64
+	// ring holds the retained messages, oldest first, at most HistorySize.
+	ring     []*Message
+	subs     int
+	idem     map[string]idemEntry
+	lastUsed time.Time
+}
+
+type idemEntry struct {
+	pos     Position
+	expires time.Time
+}
+
+// NewMemory returns an in-memory broker that delivers the messages of
+// subscribed channels to h.
+func NewMemory(cfg MemoryConfig, h Handler) *MemoryBroker {
+	cfg.applyDefaults()
+	b := &MemoryBroker{cfg: cfg, handler: h, seed: maphash.MakeSeed(), now: time.Now, done: make(chan struct{})}
+	for i := range b.shards {
+		b.shards[i].channels = make(map[string]*memChannel)
+	}
+	b.wg.Add(1)
+	go b.sweepLoop()
+	return b
+}
+
+func newEpoch() uint32 {
+	for {
+		if e := rand.Uint32(); e != 0 {
+			return e
+		}
+	}
+}
+
+func (b *MemoryBroker) closed() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// channel returns the state of name, creating it when create is set.
+func (b *MemoryBroker) channel(name string, create bool) *memChannel {
+	s := &b.shards[maphash.String(b.seed, name)%memShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.channels[name]
+	if c == nil && create {
+		c = &memChannel{epoch: newEpoch(), lastUsed: b.now()}
+		s.channels[name] = c
+	}
+	return c
+}
+
+// Publish implements Broker.
+func (b *MemoryBroker) Publish(_ context.Context, channel string, data []byte, opts PublishOptions) (PublishResult, error) {
+	if b.closed() {
+		return PublishResult{}, ErrClosed
+	}
+	if !ValidChannel(channel) {
+		return PublishResult{}, fmt.Errorf("publish %q: %w", channel, ErrInvalidChannel)
+	}
+	now := b.now()
+	c := b.channel(channel, true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if opts.IdempotencyKey != "" {
+		if e, ok := c.idem[opts.IdempotencyKey]; ok && now.Before(e.expires) {
+			return PublishResult{Pos: e.pos, Duplicate: true}, nil
+		}
+	}
+	c.top++
+	m := &Message{
+		Channel:     channel,
+		Pos:         Position{Epoch: c.epoch, Offset: c.top},
+		Data:        data,
+		TraceParent: opts.TraceParent,
+		PublishedAt: now.UnixNano(),
+	}
+	if len(c.ring) >= b.cfg.HistorySize {
+		copy(c.ring, c.ring[1:])
+		c.ring[len(c.ring)-1] = m
+	} else {
+		c.ring = append(c.ring, m)
+	}
+	c.lastUsed = now
+	if opts.IdempotencyKey != "" {
+		if c.idem == nil {
+			c.idem = make(map[string]idemEntry)
+		}
+		c.idem[opts.IdempotencyKey] = idemEntry{pos: m.Pos, expires: now.Add(b.cfg.IdempotencyWindow)}
+	}
+	// Delivering under the channel lock keeps per-channel order; the handler
+	// only enqueues, so this is short.
+	if c.subs > 0 && b.handler != nil {
+		b.handler(m)
+	}
+	return PublishResult{Pos: m.Pos}, nil
+}
+
+// Subscribe implements Broker.
+func (b *MemoryBroker) Subscribe(_ context.Context, channels ...string) error {
+	if b.closed() {
+		return ErrClosed
+	}
+	for _, ch := range channels {
+		if !ValidChannel(ch) {
+			return fmt.Errorf("subscribe %q: %w", ch, ErrInvalidChannel)
+		}
+	}
+	for _, ch := range channels {
+		c := b.channel(ch, true)
+		c.mu.Lock()
+		c.subs++
+		c.lastUsed = b.now()
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// Unsubscribe implements Broker.
+func (b *MemoryBroker) Unsubscribe(_ context.Context, channels ...string) error {
+	for _, ch := range channels {
+		c := b.channel(ch, false)
+		if c == nil {
+			continue
+		}
+		c.mu.Lock()
+		if c.subs > 0 {
+			c.subs--
+		}
+		c.lastUsed = b.now()
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// Subscribers returns the subscription reference count of channel (for
+// tests and metrics).
+func (b *MemoryBroker) Subscribers(channel string) int {
+	c := b.channel(channel, false)
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.subs
+}
+
+// History implements Broker.
+func (b *MemoryBroker) History(_ context.Context, channel string, since Position, limit int) (HistoryResult, error) {
+	if b.closed() {
+		return HistoryResult{}, ErrClosed
+	}
+	if !ValidChannel(channel) {
+		return HistoryResult{}, fmt.Errorf("history %q: %w", channel, ErrInvalidChannel)
+	}
+	c := b.channel(channel, true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b.expireLocked(c, b.now())
+	res := HistoryResult{Top: Position{Epoch: c.epoch, Offset: c.top}}
+	if since.Epoch == 0 {
+		return res, nil
+	}
+	if since.Epoch != c.epoch {
+		return res, fmt.Errorf("history %s since %s: %w: %w", channel, since, ErrHistoryGone, ErrEpochChanged)
+	}
+	if since.Offset > c.top {
+		return res, fmt.Errorf("history %s since %s is ahead of top %d: %w", channel, since, c.top, ErrHistoryGone)
+	}
+	oldest := c.top - uint64(len(c.ring)) + 1 // first retained offset
+	if since.Offset+1 < oldest {
+		return res, fmt.Errorf("history %s since %s: oldest retained is %d: %w", channel, since, oldest, ErrHistoryGone)
+	}
+	start := int(since.Offset + 1 - oldest)
+	msgs := c.ring[start:]
+	if limit > 0 && len(msgs) > limit {
+		msgs = msgs[:limit]
+	}
+	res.Messages = append([]*Message(nil), msgs...)
+	return res, nil
+}
+
+// expireLocked drops messages older than the history TTL.
+func (b *MemoryBroker) expireLocked(c *memChannel, now time.Time) {
+	cut := now.Add(-b.cfg.HistoryTTL).UnixNano()
+	n := 0
+	for n < len(c.ring) && c.ring[n].PublishedAt < cut {
+		n++
+	}
+	if n > 0 {
+		clear(c.ring[:n])
+		c.ring = append(c.ring[:0], c.ring[n:]...)
+	}
+}
+
+// sweepInterval bounds how long expired messages and idempotency keys linger
+// in memory after their TTL.
+const sweepInterval = 30 * time.Second
+
+func (b *MemoryBroker) sweepLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-t.C:
+			b.sweep(b.now())
+		}
+	}
+}
+
+// sweep expires history and idempotency keys, and forgets channels that have
+// neither messages nor subscribers and were idle for a whole history TTL.
+// A forgotten channel gets a new epoch if it is used again, so an old cursor
+// for it yields a stream_reset rather than a silent gap.
+func (b *MemoryBroker) sweep(now time.Time) {
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		for name, c := range s.channels {
+			c.mu.Lock()
+			b.expireLocked(c, now)
+			for k, e := range c.idem {
+				if !now.Before(e.expires) {
+					delete(c.idem, k)
+				}
+			}
+			if len(c.ring) == 0 && c.subs == 0 && len(c.idem) == 0 && now.Sub(c.lastUsed) > b.cfg.HistoryTTL {
+				delete(s.channels, name)
+			}
+			c.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Healthy implements HealthChecker.
+func (b *MemoryBroker) Healthy(context.Context) error {
+	if b.closed() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close implements Broker.
+func (b *MemoryBroker) Close() error {
+	b.closeOnce.Do(func() { close(b.done) })
+	b.wg.Wait()
+	return nil
+}

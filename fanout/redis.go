@@ -1,0 +1,603 @@
+package fanout
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	_ "embed"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+//go:embed redis_publish.lua
+var redisPublishScript string
+
+// RedisPublishScript returns the Lua source of the publish script. Every
+// publish, Herald's own and those of backends writing to Redis directly,
+// runs it; docs/redis.md describes its keys and arguments.
+func RedisPublishScript() string { return redisPublishScript }
+
+// redisHistoryScript reads a channel's epoch, top offset and the stream
+// entries from ARGV[1] on, atomically. It creates the channel's meta hash
+// (a new epoch, offset 0) when it is missing, exactly as the publish script
+// would, so the top a new subscriber adopts stays valid for the first
+// publish instead of turning it into a spurious epoch change.
+//
+// KEYS[1] meta, KEYS[2] stream; ARGV[1] first offset wanted ("0": top
+// only), ARGV[2] count ("0": all), ARGV[3] meta TTL in ms.
+// Returns {epoch, top, entries}.
+const redisHistoryScript = `
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+local epoch, top = m[1], m[2]
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = string.format('%d', (tonumber(now[1]) % 4294) * 1000000 + tonumber(now[2]))
+  if epoch == '0' then
+    epoch = '1'
+  end
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', '0')
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {tonumber(epoch), 0, {}}
+end
+if ARGV[1] == '0' then
+  return {tonumber(epoch), tonumber(top or '0'), {}}
+end
+local r
+if ARGV[2] ~= '0' then
+  r = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+else
+  r = redis.call('XRANGE', KEYS[2], ARGV[1], '+')
+end
+return {tonumber(epoch), tonumber(top or '0'), r}
+`
+
+// RedisTLSConfig configures TLS to Redis.
+type RedisTLSConfig struct {
+	// Enabled turns TLS on.
+	Enabled bool `koanf:"enabled"`
+	// CAFile is a PEM bundle of CAs trusted for the server certificate; the
+	// system pool when empty.
+	CAFile string `koanf:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and key for mutual
+	// TLS; both or neither.
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is the client certificate's private key (see CertFile).
+	KeyFile string `koanf:"key_file"`
+	// InsecureSkipVerify disables server certificate verification (tests
+	// only).
+	InsecureSkipVerify bool `koanf:"insecure_skip_verify"`
+	// ServerName overrides the name checked in the server certificate.
+	ServerName string `koanf:"server_name"`
+}
+
+// RedisConfig configures the Redis broker. Zero values mean the documented
+// defaults. Exactly one of Shards and Cluster must be set.
+type RedisConfig struct {
+	// Shards are independent Redis servers, "host:port". Each channel lives
+	// on the shard ShardIndex picks.
+	Shards []string `koanf:"shards"`
+	// Cluster are seed addresses of a Redis Cluster. Channels are grouped
+	// into Partitions hash-tagged partitions and use sharded pub/sub.
+	Cluster []string `koanf:"cluster"`
+	// Username and Password authenticate to Redis (ACL or requirepass).
+	Username string `koanf:"username"`
+	// Password is the Redis password (see Username).
+	Password string `koanf:"password"`
+	// TLS configures TLS to every Redis node.
+	TLS RedisTLSConfig `koanf:"tls"`
+	// Prefix starts every Redis key and channel name Herald uses (default
+	// "herald:"). It must not contain "{", "}" or "|".
+	Prefix string `koanf:"prefix"`
+	// DialTimeout bounds connecting to a node (default 2s).
+	DialTimeout time.Duration `koanf:"dial_timeout"`
+	// CommandTimeout bounds each Redis command, subscription confirmation
+	// and probe (default 2s).
+	CommandTimeout time.Duration `koanf:"command_timeout"`
+	// Partitions is the number of hash-tagged partitions in cluster mode
+	// (default 16); each node opens one pub/sub connection per partition.
+	// Changing it remaps channels to new keys (a new epoch for each).
+	Partitions int `koanf:"partitions"`
+	// HistorySize is the approximate number of messages retained per
+	// channel (XADD MAXLEN ~; default 100). Set from history.size.
+	HistorySize int `koanf:"-"`
+	// HistoryTTL is how long a channel's history survives without publishes,
+	// and the age after which a message is no longer resumable (default
+	// 10m). Set from history.ttl.
+	HistoryTTL time.Duration `koanf:"-"`
+	// MetaTTL is how long a channel's epoch and offset survive without
+	// publishes (default 7 days). It must be much longer than HistoryTTL so
+	// idle channels keep their epoch; it is raised to HistoryTTL if lower.
+	MetaTTL time.Duration `koanf:"meta_ttl"`
+	// IdempotencyWindow is how long an idempotency key is remembered
+	// (default 5m).
+	IdempotencyWindow time.Duration `koanf:"-"`
+	// QueueSize is the capacity of each shard's inbound message queue
+	// (default 65536). Messages arriving while it is full are counted in
+	// RedisStats.Dropped and re-read from the stream.
+	QueueSize int `koanf:"queue_size"`
+	// ProbeInterval is how often an idle pub/sub connection is probed by a
+	// round trip through Redis (default 5s).
+	ProbeInterval time.Duration `koanf:"probe_interval"`
+}
+
+func (c *RedisConfig) applyDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = "herald:"
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = 2 * time.Second
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 16
+	}
+	if c.HistorySize <= 0 {
+		c.HistorySize = 100
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 10 * time.Minute
+	}
+	if c.MetaTTL <= 0 {
+		c.MetaTTL = 7 * 24 * time.Hour
+	}
+	if c.MetaTTL < c.HistoryTTL {
+		c.MetaTTL = c.HistoryTTL
+	}
+	if c.IdempotencyWindow <= 0 {
+		c.IdempotencyWindow = 5 * time.Minute
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 65536
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 5 * time.Second
+	}
+}
+
+func (c *RedisConfig) validate() error {
+	switch {
+	case len(c.Shards) > 0 && len(c.Cluster) > 0:
+		return errors.New("fanout: redis shards and cluster are mutually exclusive")
+	case len(c.Shards) == 0 && len(c.Cluster) == 0:
+		return errors.New("fanout: redis needs shards or cluster addresses")
+	case strings.ContainsAny(c.Prefix, "{}|"):
+		return fmt.Errorf("fanout: redis prefix %q must not contain '{', '}' or '|'", c.Prefix)
+	}
+	return nil
+}
+
+func (t RedisTLSConfig) build() (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("fanout: redis tls ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("fanout: redis tls ca %s: no certificates", t.CAFile)
+		}
+		conf.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("fanout: redis tls client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// ShardHealth is the state of one Redis pub/sub connection: a shard, or a
+// partition in cluster mode.
+type ShardHealth struct {
+	// Addr names the shard ("host:port") or the partition ("cluster:p3").
+	Addr string
+	// Healthy reports that the pub/sub connection is up and subscribed.
+	Healthy bool
+	// Err is the last connection or probe error while unhealthy.
+	Err string
+	// Subscriptions is the number of channels subscribed on it in Redis.
+	Subscriptions int
+}
+
+// RedisStats are cumulative counters of a RedisBroker.
+type RedisStats struct {
+	// Dropped counts messages that arrived while a shard's inbound queue
+	// was full. Each affected channel is re-read from its stream, so they
+	// are delivered late, not lost, while the history retains them.
+	Dropped uint64
+	// Reconnects counts pub/sub connections re-established after a failure.
+	Reconnects uint64
+	// ProbeFailures counts probes that did not come back in time.
+	ProbeFailures uint64
+	// Recovered counts messages delivered from a stream read (after a
+	// reconnect, a drop or a gap) rather than from pub/sub.
+	Recovered uint64
+	// SubscribeCommands counts SUBSCRIBE/SSUBSCRIBE commands sent.
+	SubscribeCommands uint64
+	// UnsubscribeCommands counts UNSUBSCRIBE/SUNSUBSCRIBE commands sent.
+	UnsubscribeCommands uint64
+}
+
+type redisCounters struct {
+	dropped, reconnects, probeFailures, recovered, subCmds, unsubCmds atomic.Uint64
+}
+
+// RedisBroker is a Broker for many Herald nodes sharing Redis. Each
+// channel's history is a Redis stream next to a small meta hash (epoch,
+// offset); a Lua script publishes atomically and fans the message out over
+// Redis pub/sub to the nodes subscribed to the channel. Channels are spread
+// over independent shards or, in cluster mode, over hash-tagged partitions
+// of a Redis Cluster.
+type RedisBroker struct {
+	cfg     RedisConfig
+	handler Handler
+	cluster bool
+	nodeID  string
+	clients []rueidis.Client
+	subs    []*redisSub
+
+	publishScript *rueidis.Lua
+	historyScript *rueidis.Lua
+	// Script arguments that never change, formatted once.
+	argHistSize, argHistTTL, argMetaTTL, argIdemTTL, argSPublish string
+
+	stats redisCounters
+
+	ctx       context.Context // canceled by Close
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+var _ Broker = (*RedisBroker)(nil)
+var _ HealthChecker = (*RedisBroker)(nil)
+
+// ErrShardUnavailable is returned by Subscribe for channels of a Redis shard
+// (or cluster partition) whose pub/sub connection is down.
+var ErrShardUnavailable = errors.New("fanout: redis shard unavailable")
+
+// NewRedis connects to Redis and returns a broker that delivers the
+// messages of subscribed channels to h. It fails when the configuration is
+// invalid, when no shard is reachable, or when the cluster cannot be
+// reached; a subset of unreachable shards is reported by Healthy and
+// retried in the background. ctx bounds the wait for the first connection
+// attempt of every pub/sub connection.
+func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, error) {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	tlsConf, err := cfg.TLS.build()
+	if err != nil {
+		return nil, err
+	}
+	b := &RedisBroker{
+		cfg:           cfg,
+		handler:       h,
+		cluster:       len(cfg.Cluster) > 0,
+		nodeID:        strconv.FormatUint(rand.Uint64(), 36),
+		publishScript: rueidis.NewLuaScript(redisPublishScript),
+		// Reading history is idempotent (it at most creates a missing meta
+		// hash), so it is retried over a fresh connection when a pooled one
+		// turns out dead, e.g. right after a shard restart.
+		historyScript: rueidis.NewLuaScriptRetryable(redisHistoryScript),
+		argHistSize:   strconv.Itoa(cfg.HistorySize),
+		argHistTTL:    strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
+		argMetaTTL:    strconv.FormatInt(cfg.MetaTTL.Milliseconds(), 10),
+		argIdemTTL:    strconv.FormatInt(max(cfg.IdempotencyWindow.Milliseconds(), 1), 10),
+		argSPublish:   "0",
+	}
+	opt := func(addrs []string) rueidis.ClientOption {
+		return rueidis.ClientOption{
+			InitAddress:  addrs,
+			Username:     cfg.Username,
+			Password:     cfg.Password,
+			TLSConfig:    tlsConf,
+			Dialer:       net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: time.Second},
+			DisableCache: true,
+			// Unacknowledged writes or unanswered PINGs for this long
+			// mark a connection dead.
+			ConnWriteTimeout: max(cfg.CommandTimeout, 3*time.Second),
+			ClientName:       "herald",
+		}
+	}
+	if b.cluster {
+		b.argSPublish = "1"
+		c, err := rueidis.NewClient(opt(cfg.Cluster))
+		if err != nil {
+			return nil, fmt.Errorf("fanout: redis cluster %s: %w", strings.Join(cfg.Cluster, ","), err)
+		}
+		if c.Mode() != rueidis.ClientModeCluster {
+			c.Close()
+			return nil, fmt.Errorf("fanout: redis %s is not a cluster", strings.Join(cfg.Cluster, ","))
+		}
+		b.clients = []rueidis.Client{c}
+		for p := 0; p < cfg.Partitions; p++ {
+			b.subs = append(b.subs, b.newSub("cluster:p"+strconv.Itoa(p), c, cfg.Prefix+partitionTag(p)))
+		}
+	} else {
+		var errs []error
+		for _, addr := range cfg.Shards {
+			o := opt([]string{addr})
+			o.ForceSingleClient = true
+			c, err := rueidis.NewClient(o)
+			if c == nil {
+				b.closeClients()
+				return nil, fmt.Errorf("fanout: redis shard %s: %w", addr, err)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("redis shard %s: %w", addr, err))
+			}
+			b.clients = append(b.clients, c)
+			b.subs = append(b.subs, b.newSub(addr, c, cfg.Prefix))
+		}
+		if len(errs) == len(cfg.Shards) {
+			b.closeClients()
+			return nil, fmt.Errorf("fanout: no redis shard reachable: %w", errors.Join(errs...))
+		}
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	for _, s := range b.subs {
+		b.wg.Add(2)
+		go s.manage()
+		go s.deliverLoop()
+	}
+	for _, s := range b.subs {
+		select {
+		case <-s.firstAttempt:
+		case <-ctx.Done():
+			b.Close()
+			return nil, fmt.Errorf("fanout: redis connect: %w", ctx.Err())
+		}
+	}
+	return b, nil
+}
+
+func (b *RedisBroker) closeClients() {
+	for _, c := range b.clients {
+		c.Close()
+	}
+}
+
+// sub returns the pub/sub connection (and key namespace) of channel.
+func (b *RedisBroker) sub(channel string) *redisSub {
+	return b.subs[ShardIndex(channel, len(b.subs))]
+}
+
+func (b *RedisBroker) closed() bool { return b.ctx.Err() != nil }
+
+// Publish implements Broker. It runs the publish script on the channel's
+// shard; publishes to channels of a shard that is down fail.
+func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, opts PublishOptions) (PublishResult, error) {
+	if b.closed() {
+		return PublishResult{}, ErrClosed
+	}
+	if !ValidChannel(channel) {
+		return PublishResult{}, fmt.Errorf("publish %q: %w", channel, ErrInvalidChannel)
+	}
+	s := b.sub(channel)
+	k := newRedisKeys(s.base, channel)
+	keys := make([]string, 2, 3)
+	keys[0], keys[1] = k.meta, k.stream
+	if opts.IdempotencyKey != "" {
+		keys = append(keys, k.idem(channel, opts.IdempotencyKey))
+	}
+	args := []string{k.pubsub, rueidis.BinaryString(data), opts.TraceParent, strconv.FormatInt(time.Now().UnixNano(), 10),
+		b.argHistSize, b.argHistTTL, b.argMetaTTL, b.argIdemTTL, b.argSPublish}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
+	defer cancel()
+	vals, err := b.publishScript.Exec(ctx, s.client, keys, args).ToArray()
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("publish %s on redis %s: %w", channel, s.name, err)
+	}
+	if len(vals) != 3 {
+		return PublishResult{}, fmt.Errorf("publish %s on redis %s: unexpected script reply of %d values", channel, s.name, len(vals))
+	}
+	epoch, err1 := vals[0].AsInt64()
+	off, err2 := vals[1].AsInt64()
+	dup, err3 := vals[2].AsInt64()
+	if err := errors.Join(err1, err2, err3); err != nil || epoch <= 0 || epoch > 1<<32-1 || off <= 0 {
+		return PublishResult{}, fmt.Errorf("publish %s on redis %s: bad script reply: %v", channel, s.name, err)
+	}
+	return PublishResult{Pos: Position{Epoch: uint32(epoch), Offset: uint64(off)}, Duplicate: dup == 1}, nil
+}
+
+// readStream runs the history script: the channel's current epoch and top,
+// and up to limit stream messages from offset first on (none when first is
+// 0).
+func (b *RedisBroker) readStream(ctx context.Context, s *redisSub, channel string, first uint64, limit int) (Position, []*Message, error) {
+	k := newRedisKeys(s.base, channel)
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
+	defer cancel()
+	vals, err := b.historyScript.Exec(ctx, s.client, []string{k.meta, k.stream},
+		[]string{strconv.FormatUint(first, 10), strconv.Itoa(max(limit, 0)), b.argMetaTTL}).ToArray()
+	if err != nil {
+		return Position{}, nil, fmt.Errorf("history %s on redis %s: %w", channel, s.name, err)
+	}
+	if len(vals) != 3 {
+		return Position{}, nil, fmt.Errorf("history %s on redis %s: unexpected script reply of %d values", channel, s.name, len(vals))
+	}
+	epoch, err1 := vals[0].AsInt64()
+	top, err2 := vals[1].AsInt64()
+	entries, err3 := vals[2].ToArray()
+	if err := errors.Join(err1, err2, err3); err != nil || epoch <= 0 || epoch > 1<<32-1 || top < 0 {
+		return Position{}, nil, fmt.Errorf("history %s on redis %s: bad script reply: %v", channel, s.name, err)
+	}
+	pos := Position{Epoch: uint32(epoch), Offset: uint64(top)}
+	msgs := make([]*Message, 0, len(entries))
+	for i := range entries {
+		m, err := parseStreamEntry(channel, pos.Epoch, &entries[i])
+		if err != nil {
+			return pos, nil, fmt.Errorf("history %s on redis %s: %w", channel, s.name, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return pos, msgs, nil
+}
+
+// parseStreamEntry decodes one XRANGE entry [id, [field, value, ...]].
+func parseStreamEntry(channel string, epoch uint32, e *rueidis.RedisMessage) (*Message, error) {
+	parts, err := e.ToArray()
+	if err != nil || len(parts) != 2 {
+		return nil, fmt.Errorf("bad stream entry: %v", err)
+	}
+	id, err := parts[0].ToString()
+	if err != nil {
+		return nil, fmt.Errorf("bad stream entry id: %w", err)
+	}
+	off, ok := streamOffset(id)
+	if !ok {
+		return nil, fmt.Errorf("bad stream entry id %q", id)
+	}
+	fv, err := parts[1].ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("bad stream entry %s: %w", id, err)
+	}
+	m := &Message{Channel: channel, Pos: Position{Epoch: epoch, Offset: off}}
+	for i := 0; i+1 < len(fv); i += 2 {
+		f, _ := fv[i].ToString()
+		v, _ := fv[i+1].ToString()
+		switch f {
+		case "d":
+			m.Data = []byte(v)
+		case "t":
+			m.PublishedAt, _ = strconv.ParseInt(v, 10, 64)
+		case "p":
+			m.TraceParent = v
+		}
+	}
+	if m.Data == nil {
+		m.Data = []byte{}
+	}
+	return m, nil
+}
+
+// History implements Broker. Messages older than HistoryTTL count as no
+// longer retained.
+func (b *RedisBroker) History(ctx context.Context, channel string, since Position, limit int) (HistoryResult, error) {
+	if b.closed() {
+		return HistoryResult{}, ErrClosed
+	}
+	if !ValidChannel(channel) {
+		return HistoryResult{}, fmt.Errorf("history %q: %w", channel, ErrInvalidChannel)
+	}
+	var first uint64
+	if since.Epoch != 0 {
+		first = since.Offset + 1
+	}
+	top, msgs, err := b.readStream(ctx, b.sub(channel), channel, first, limit)
+	if err != nil {
+		return HistoryResult{}, err
+	}
+	res := HistoryResult{Top: top}
+	switch {
+	case since.Epoch == 0:
+		return res, nil
+	case since.Epoch != top.Epoch:
+		return res, fmt.Errorf("history %s since %s: %w: %w", channel, since, ErrHistoryGone, ErrEpochChanged)
+	case since.Offset > top.Offset:
+		return res, fmt.Errorf("history %s since %s is ahead of top %d: %w", channel, since, top.Offset, ErrHistoryGone)
+	case since.Offset == top.Offset:
+		return res, nil
+	}
+	if len(msgs) == 0 || msgs[0].Pos.Offset != since.Offset+1 {
+		return res, fmt.Errorf("history %s since %s: no longer retained in redis: %w", channel, since, ErrHistoryGone)
+	}
+	if cut := time.Now().Add(-b.cfg.HistoryTTL).UnixNano(); msgs[0].PublishedAt != 0 && msgs[0].PublishedAt < cut {
+		return res, fmt.Errorf("history %s since %s: older than the history ttl: %w", channel, since, ErrHistoryGone)
+	}
+	// Entries beyond top (published after the read started) cannot exist:
+	// the script reads both atomically.
+	res.Messages = msgs
+	return res, nil
+}
+
+// ShardHealth reports the state of every pub/sub connection, for /readyz.
+func (b *RedisBroker) ShardHealth() []ShardHealth {
+	out := make([]ShardHealth, 0, len(b.subs))
+	for _, s := range b.subs {
+		out = append(out, s.health())
+	}
+	return out
+}
+
+// Healthy implements HealthChecker: it fails, naming them, while any shard
+// (or cluster partition) is down.
+func (b *RedisBroker) Healthy(context.Context) error {
+	if b.closed() {
+		return ErrClosed
+	}
+	var down []string
+	for _, h := range b.ShardHealth() {
+		if !h.Healthy {
+			down = append(down, fmt.Sprintf("%s (%s)", h.Addr, h.Err))
+		}
+	}
+	if len(down) > 0 {
+		return fmt.Errorf("fanout: redis down: %s: %w", strings.Join(down, ", "), ErrShardUnavailable)
+	}
+	return nil
+}
+
+// Subscriptions returns the number of channels this node is currently
+// subscribed to in Redis, over all shards.
+func (b *RedisBroker) Subscriptions() int {
+	n := 0
+	for _, s := range b.subs {
+		n += s.health().Subscriptions
+	}
+	return n
+}
+
+// Subscribers returns the subscription reference count of channel (for
+// tests and metrics).
+func (b *RedisBroker) Subscribers(channel string) int {
+	s := b.sub(channel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.chans[channel]; st != nil {
+		return st.refs
+	}
+	return 0
+}
+
+// Stats returns the broker's counters.
+func (b *RedisBroker) Stats() RedisStats {
+	return RedisStats{
+		Dropped:             b.stats.dropped.Load(),
+		Reconnects:          b.stats.reconnects.Load(),
+		ProbeFailures:       b.stats.probeFailures.Load(),
+		Recovered:           b.stats.recovered.Load(),
+		SubscribeCommands:   b.stats.subCmds.Load(),
+		UnsubscribeCommands: b.stats.unsubCmds.Load(),
+	}
+}
+
+// Close implements Broker. Pending Subscribe calls fail with ErrClosed.
+func (b *RedisBroker) Close() error {
+	b.closeOnce.Do(func() {
+		b.cancel()
+		b.wg.Wait()
+		b.closeClients()
+	})
+	return nil
+}

@@ -1,0 +1,96 @@
+package fanout
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// shardVectors are ShardIndex results that external publishers (see the
+// Python function in docs/redis.md) must reproduce exactly.
+var shardVectors = []struct {
+	channel string
+	want    map[int]int // shards → index
+}{
+	{"a", map[int]int{1: 0, 2: 1, 3: 2, 5: 2, 16: 12, 1000: 163}},
+	{"news", map[int]int{1: 0, 2: 1, 3: 2, 5: 3, 16: 3, 1000: 81}},
+	{"user:42", map[int]int{1: 0, 2: 1, 3: 1, 5: 1, 16: 15, 1000: 295}},
+	{"room/lobby", map[int]int{1: 0, 2: 0, 3: 0, 5: 0, 16: 8, 1000: 236}},
+	{"orders.eu-west", map[int]int{1: 0, 2: 1, 3: 1, 5: 4, 16: 12, 1000: 820}},
+	{"chat@support", map[int]int{1: 0, 2: 0, 3: 2, 5: 2, 16: 11, 1000: 773}},
+	{"k=v+1", map[int]int{1: 0, 2: 0, 3: 0, 5: 4, 16: 13, 1000: 37}},
+	{"ticker:AAPL", map[int]int{1: 0, 2: 1, 3: 2, 5: 3, 16: 3, 1000: 966}},
+	{strings.Repeat("x", 200), map[int]int{1: 0, 2: 0, 3: 0, 5: 0, 16: 6, 1000: 996}},
+}
+
+func TestShardIndexVectors(t *testing.T) {
+	for _, v := range shardVectors {
+		for n, want := range v.want {
+			if got := ShardIndex(v.channel, n); got != want {
+				t.Errorf("ShardIndex(%.20q, %d) = %d, want %d", v.channel, n, got, want)
+			}
+		}
+	}
+	if got := ShardIndex("a", 0); got != 0 {
+		t.Errorf("ShardIndex with 0 shards = %d, want 0", got)
+	}
+}
+
+// TestShardIndexPython checks the Python implementation shipped in
+// testdata/publish.py (the same as in docs/redis.md) against Go.
+func TestShardIndexPython(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not found")
+	}
+	var chans []string
+	for _, v := range shardVectors {
+		chans = append(chans, v.channel)
+	}
+	for i := range 200 {
+		chans = append(chans, fmt.Sprintf("chan-%d:%d", i, i*7919))
+	}
+	const prog = `
+import sys
+sys.path.insert(0, "testdata")
+import publish
+for line in sys.stdin.read().split("\n"):
+    if line:
+        print(" ".join(str(publish.shard_index(line, n)) for n in (1, 2, 3, 5, 16, 1000)))
+`
+	cmd := exec.Command(py, "-c", prog)
+	cmd.Stdin = strings.NewReader(strings.Join(chans, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(chans) {
+		t.Fatalf("python printed %d lines for %d channels:\n%s", len(lines), len(chans), out)
+	}
+	for i, ch := range chans {
+		var want []string
+		for _, n := range []int{1, 2, 3, 5, 16, 1000} {
+			want = append(want, fmt.Sprint(ShardIndex(ch, n)))
+		}
+		if got := lines[i]; got != strings.Join(want, " ") {
+			t.Errorf("channel %.20q: python %q, go %q", ch, got, strings.Join(want, " "))
+		}
+	}
+}
+
+func TestDecodePayload(t *testing.T) {
+	m, err := decodePayload("c", `h1|7|42|1700000000000000000|00-abc-def-01|{"a":"x|y"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Pos != (Position{7, 42}) || m.PublishedAt != 1700000000000000000 || m.TraceParent != "00-abc-def-01" || string(m.Data) != `{"a":"x|y"}` || m.Channel != "c" {
+		t.Fatalf("decoded %+v", m)
+	}
+	for _, bad := range []string{"", "h2|1|1|1||{}", "h1|0|1|1||{}", "h1|1|0|1||{}", "h1|1|1|1|", "h1|x|1|1||{}", "h1|4294967296|1|1||{}"} {
+		if _, err := decodePayload("c", bad); err == nil {
+			t.Errorf("decodePayload(%q) succeeded", bad)
+		}
+	}
+}

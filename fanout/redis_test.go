@@ -1,0 +1,900 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldrt/herald/internal/redistest"
+)
+
+// collector records what a broker's Handler receives.
+type collector struct {
+	mu      sync.Mutex
+	msgs    map[string][]*Message
+	changed chan struct{}
+}
+
+func newCollector() *collector {
+	return &collector{msgs: make(map[string][]*Message), changed: make(chan struct{}, 1)}
+}
+
+func (c *collector) handle(m *Message) {
+	c.mu.Lock()
+	c.msgs[m.Channel] = append(c.msgs[m.Channel], m)
+	c.mu.Unlock()
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (c *collector) get(ch string) []*Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Message(nil), c.msgs[ch]...)
+}
+
+// waitFor waits until cond holds for the messages of ch.
+func (c *collector) waitFor(t testing.TB, ch string, timeout time.Duration, cond func([]*Message) bool) []*Message {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		if ms := c.get(ch); cond(ms) {
+			return ms
+		}
+		select {
+		case <-c.changed:
+		case <-time.After(20 * time.Millisecond):
+		case <-deadline:
+			ms := c.get(ch)
+			t.Fatalf("channel %s: condition not met within %s; have %d messages: %s", ch, timeout, len(ms), positions(ms))
+			return nil
+		}
+	}
+}
+
+func atLeast(n int) func([]*Message) bool { return func(ms []*Message) bool { return len(ms) >= n } }
+
+func positions(ms []*Message) string {
+	var b strings.Builder
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(m.Pos.String())
+	}
+	return b.String()
+}
+
+// testPrefix returns a key prefix unique to the test.
+func testPrefix(t testing.TB) string {
+	return fmt.Sprintf("ht%d%s:", rand.Uint32(), strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+}
+
+func startShards(t testing.TB, n int) ([]*redistest.Server, []string) {
+	var srvs []*redistest.Server
+	var addrs []string
+	for range n {
+		s := redistest.Start(t)
+		srvs = append(srvs, s)
+		addrs = append(addrs, s.Addr())
+	}
+	return srvs, addrs
+}
+
+func newTestRedis(t testing.TB, cfg RedisConfig, h Handler) *RedisBroker {
+	t.Helper()
+	if cfg.CommandTimeout == 0 {
+		cfg.CommandTimeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	b, err := NewRedis(ctx, cfg, h)
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// channelsOn returns n channel names that map to shard idx of shards.
+func channelsOn(prefix string, idx, shards, n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		ch := fmt.Sprintf("%s%d", prefix, i)
+		if ShardIndex(ch, shards) == idx {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+func checkContiguous(t testing.TB, ch string, ms []*Message) {
+	t.Helper()
+	for i := 1; i < len(ms); i++ {
+		p, c := ms[i-1].Pos, ms[i].Pos
+		if c.Epoch == p.Epoch && c.Offset != p.Offset+1 {
+			t.Fatalf("channel %s: offsets not contiguous: %s", ch, positions(ms))
+		}
+	}
+}
+
+func waitHealthy(t testing.TB, b *RedisBroker, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for b.Healthy(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("broker not healthy after %s: %v", timeout, b.Healthy(context.Background()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRedisPublishSubscribeShards(t *testing.T) {
+	_, addrs := startShards(t, 3)
+	prefix := testPrefix(t)
+	cfg := RedisConfig{Shards: addrs, Prefix: prefix}
+	pub := newTestRedis(t, cfg, nil)
+	c1, c2 := newCollector(), newCollector()
+	n1 := newTestRedis(t, cfg, c1.handle)
+	n2 := newTestRedis(t, cfg, c2.handle)
+
+	var chans []string
+	for s := range 3 {
+		chans = append(chans, channelsOn("room", s, 3, 4)...)
+	}
+	ctx := context.Background()
+	if err := n1.Subscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Subscribe(ctx, chans[:6]...); err != nil {
+		t.Fatal(err)
+	}
+	if got := n1.Subscriptions(); got != len(chans) {
+		t.Fatalf("n1 Subscriptions = %d, want %d", got, len(chans))
+	}
+	const perChan = 20
+	tp := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for i := range perChan {
+		for _, ch := range chans {
+			res, err := pub.Publish(ctx, ch, []byte(fmt.Sprintf(`{"i":%d}`, i)), PublishOptions{TraceParent: tp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Pos.Offset != uint64(i+1) || res.Pos.Epoch == 0 || res.Duplicate {
+				t.Fatalf("publish %s #%d: %+v", ch, i, res)
+			}
+		}
+	}
+	for i, ch := range chans {
+		ms := c1.waitFor(t, ch, 5*time.Second, atLeast(perChan))
+		if len(ms) != perChan {
+			t.Fatalf("%s: got %d messages", ch, len(ms))
+		}
+		for j, m := range ms {
+			if m.Pos.Offset != uint64(j+1) || string(m.Data) != fmt.Sprintf(`{"i":%d}`, j) || m.TraceParent != tp || m.Channel != ch {
+				t.Fatalf("%s message %d: %+v", ch, j, m)
+			}
+			if d := time.Since(time.Unix(0, m.PublishedAt)); d < 0 || d > time.Minute {
+				t.Fatalf("%s message %d: PublishedAt %d is off by %s", ch, j, m.PublishedAt, d)
+			}
+		}
+		if i < 6 {
+			c2.waitFor(t, ch, 5*time.Second, atLeast(perChan))
+		} else if len(c2.get(ch)) != 0 {
+			t.Fatalf("n2 got messages of %s it did not subscribe to", ch)
+		}
+	}
+	hs := n1.ShardHealth()
+	if len(hs) != 3 {
+		t.Fatalf("ShardHealth: %+v", hs)
+	}
+	for i, h := range hs {
+		if !h.Healthy || h.Addr != addrs[i] || h.Subscriptions != 4 {
+			t.Fatalf("ShardHealth[%d] = %+v", i, h)
+		}
+	}
+	if err := n1.Healthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRedisHistory(t *testing.T) {
+	_, addrs := startShards(t, 2)
+	prefix := testPrefix(t)
+	a := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix, HistorySize: 10}, nil)
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix, HistorySize: 10}, nil)
+	ctx := context.Background()
+
+	// A channel nobody published to yet has a stable epoch and offset 0.
+	top0, err := b.History(ctx, "fresh", Position{}, 0)
+	if err != nil || top0.Top.Epoch == 0 || top0.Top.Offset != 0 {
+		t.Fatalf("History of a new channel: %+v, %v", top0, err)
+	}
+	r, err := a.Publish(ctx, "fresh", []byte(`1`), PublishOptions{})
+	if err != nil || r.Pos != (Position{top0.Top.Epoch, 1}) {
+		t.Fatalf("first publish %+v %v, want epoch %d offset 1", r, err, top0.Top.Epoch)
+	}
+
+	var last PublishResult
+	for i := range 10 {
+		if last, err = a.Publish(ctx, "news", []byte(strconv.Itoa(i)), PublishOptions{TraceParent: "tp"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := last.Pos.Epoch
+	res, err := b.History(ctx, "news", Position{e, 3}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Top != last.Pos || len(res.Messages) != 7 || res.Messages[0].Pos != (Position{e, 4}) || string(res.Messages[6].Data) != "9" || res.Messages[0].TraceParent != "tp" || res.Messages[0].PublishedAt == 0 {
+		t.Fatalf("History since 3: top %s, %d messages: %s", res.Top, len(res.Messages), positions(res.Messages))
+	}
+	if res, err = b.History(ctx, "news", Position{e, 3}, 2); err != nil || len(res.Messages) != 2 || res.Messages[1].Pos.Offset != 5 {
+		t.Fatalf("History limit 2: %v %s", err, positions(res.Messages))
+	}
+	if res, err = b.History(ctx, "news", Position{e, 10}, 0); err != nil || len(res.Messages) != 0 {
+		t.Fatalf("History at top: %v %d", err, len(res.Messages))
+	}
+	if res, err = b.History(ctx, "news", Position{}, 0); err != nil || res.Top != last.Pos || len(res.Messages) != 0 {
+		t.Fatalf("History top only: %+v %v", res, err)
+	}
+	if res, err = b.History(ctx, "news", Position{e, 11}, 0); !errors.Is(err, ErrHistoryGone) || errors.Is(err, ErrEpochChanged) || res.Top != last.Pos {
+		t.Fatalf("History ahead of top: %v", err)
+	}
+	if res, err = b.History(ctx, "news", Position{e + 1, 3}, 0); !errors.Is(err, ErrHistoryGone) || !errors.Is(err, ErrEpochChanged) || res.Top != last.Pos {
+		t.Fatalf("History in another epoch: %v, top %s", err, res.Top)
+	}
+	// MAXLEN ~ trims in whole stream nodes (100 entries): publish enough
+	// that the start is gone.
+	for i := range 300 {
+		if last, err = a.Publish(ctx, "busy", []byte(strconv.Itoa(i)), PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res, err = b.History(ctx, "busy", Position{last.Pos.Epoch, 1}, 0); !errors.Is(err, ErrHistoryGone) || errors.Is(err, ErrEpochChanged) || res.Top != last.Pos {
+		t.Fatalf("History of trimmed messages: %v", err)
+	}
+	if res, err = b.History(ctx, "busy", Position{last.Pos.Epoch, 295}, 0); err != nil || len(res.Messages) != 5 {
+		t.Fatalf("History of recent messages: %v %s", err, positions(res.Messages))
+	}
+	if _, err = b.History(ctx, "bad channel", Position{}, 0); !errors.Is(err, ErrInvalidChannel) {
+		t.Fatalf("invalid channel: %v", err)
+	}
+}
+
+func TestRedisHistoryTTL(t *testing.T) {
+	_, addrs := startShards(t, 1)
+	prefix := testPrefix(t)
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix, HistoryTTL: 300 * time.Millisecond}, nil)
+	ctx := context.Background()
+	r, err := b.Publish(ctx, "c", []byte(`1`), PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.History(ctx, "c", Position{r.Pos.Epoch, 0}, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if _, err := b.History(ctx, "c", Position{r.Pos.Epoch, 0}, 0); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("History after the TTL: %v", err)
+	}
+}
+
+func TestRedisIdempotency(t *testing.T) {
+	_, addrs := startShards(t, 3)
+	prefix := testPrefix(t)
+	a := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, nil)
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, nil)
+	ctx := context.Background()
+	first, err := a.Publish(ctx, "orders", []byte(`1`), PublishOptions{IdempotencyKey: "k1"})
+	if err != nil || first.Duplicate {
+		t.Fatal(first, err)
+	}
+	again, err := b.Publish(ctx, "orders", []byte(`1`), PublishOptions{IdempotencyKey: "k1"})
+	if err != nil || !again.Duplicate || again.Pos != first.Pos {
+		t.Fatalf("repeat: %+v %v, want duplicate of %s", again, err, first.Pos)
+	}
+	other, err := a.Publish(ctx, "payments", []byte(`1`), PublishOptions{IdempotencyKey: "k1"})
+	if err != nil || other.Duplicate {
+		t.Fatalf("same key on another channel: %+v %v", other, err)
+	}
+	// Concurrent repeats from several nodes: exactly one publishes.
+	var published atomic.Int32
+	var wg sync.WaitGroup
+	var pos sync.Map
+	for i := range 20 {
+		n := a
+		if i%2 == 1 {
+			n = b
+		}
+		wg.Go(func() {
+			r, err := n.Publish(ctx, "orders", []byte(`2`), PublishOptions{IdempotencyKey: "k2"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if !r.Duplicate {
+				published.Add(1)
+			}
+			pos.Store(r.Pos, true)
+		})
+	}
+	wg.Wait()
+	n := 0
+	pos.Range(func(any, any) bool { n++; return true })
+	if published.Load() != 1 || n != 1 {
+		t.Fatalf("%d concurrent publishes were not duplicates, %d distinct positions", published.Load(), n)
+	}
+	res, err := a.History(ctx, "orders", Position{first.Pos.Epoch, 0}, 0)
+	if err != nil || len(res.Messages) != 2 {
+		t.Fatalf("history has %d messages, want 2: %v", len(res.Messages), err)
+	}
+}
+
+func TestRedisEpochChangeAfterRestart(t *testing.T) {
+	srvs, addrs := startShards(t, 1)
+	prefix := testPrefix(t)
+	col := newCollector()
+	pub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, nil)
+	sub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	var last PublishResult
+	var err error
+	for i := range 3 {
+		if last, err = pub.Publish(ctx, "c", []byte(strconv.Itoa(i)), PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	col.waitFor(t, "c", 5*time.Second, atLeast(3))
+	old := last.Pos
+
+	srvs[0].Restart()
+	waitHealthy(t, sub, 15*time.Second)
+
+	res, err := pub.History(ctx, "c", old, 0)
+	if !errors.Is(err, ErrHistoryGone) || !errors.Is(err, ErrEpochChanged) {
+		t.Fatalf("History after restart: %v", err)
+	}
+	if res.Top.Epoch == old.Epoch || res.Top.Epoch == 0 || res.Top.Offset != 0 {
+		t.Fatalf("Top after restart: %s (old %s)", res.Top, old)
+	}
+	r, err := retryPublish(pub, "c", []byte(`"new"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Pos != (Position{res.Top.Epoch, 1}) {
+		t.Fatalf("publish after restart: %s, want %d:1", r.Pos, res.Top.Epoch)
+	}
+	ms := col.waitFor(t, "c", 10*time.Second, atLeast(4))
+	if got := ms[len(ms)-1]; got.Pos != r.Pos || string(got.Data) != `"new"` {
+		t.Fatalf("after restart got %s", positions(ms))
+	}
+}
+
+// retryPublish retries while the shard is reconnecting.
+func retryPublish(b *RedisBroker, ch string, data []byte) (PublishResult, error) {
+	var err error
+	for range 100 {
+		var r PublishResult
+		if r, err = b.Publish(context.Background(), ch, data, PublishOptions{}); err == nil {
+			return r, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return PublishResult{}, err
+}
+
+// TestRedisKillRestartMidStream kills one of three shards while messages
+// flow, restarts it empty, and checks that channels on the other shards
+// were unaffected and that subscribers of the restarted shard see every
+// acknowledged message and then the new epoch.
+func TestRedisKillRestartMidStream(t *testing.T) {
+	srvs, addrs := startShards(t, 3)
+	prefix := testPrefix(t)
+	cfg := RedisConfig{Shards: addrs, Prefix: prefix, ProbeInterval: 200 * time.Millisecond, CommandTimeout: time.Second}
+	col := newCollector()
+	pub := newTestRedis(t, cfg, nil)
+	sub := newTestRedis(t, cfg, col.handle)
+	ctx := context.Background()
+	var chans []string
+	for s := range 3 {
+		chans = append(chans, channelsOn("live", s, 3, 3)...)
+	}
+	if err := sub.Subscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+
+	type ack struct{ pos []Position }
+	acks := make([]ack, len(chans))
+	var failedOther atomic.Int32
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for j, ch := range chans {
+				r, err := pub.Publish(ctx, ch, []byte(strconv.Itoa(i)), PublishOptions{})
+				if err != nil {
+					if ShardIndex(ch, 3) != 1 {
+						failedOther.Add(1)
+					}
+					continue
+				}
+				acks[j].pos = append(acks[j].pos, r.Pos)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	srvs[1].Kill()
+	// Healthy names the shard that is down.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := sub.Healthy(ctx)
+		if err != nil && strings.Contains(err.Error(), addrs[1]) && errors.Is(err, ErrShardUnavailable) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Healthy while shard 1 is down: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := sub.Subscribe(ctx, channelsOn("other", 1, 3, 1)...); !errors.Is(err, ErrShardUnavailable) {
+		t.Fatalf("Subscribe on a down shard: %v", err)
+	}
+	if err := sub.Subscribe(ctx, channelsOn("other", 0, 3, 1)...); err != nil {
+		t.Fatalf("Subscribe on a healthy shard: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	srvs[1].Restart()
+	waitHealthy(t, sub, 15*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	<-done
+
+	if n := failedOther.Load(); n != 0 {
+		t.Fatalf("%d publishes to healthy shards failed", n)
+	}
+	for j, ch := range chans {
+		want := acks[j].pos
+		if len(want) == 0 {
+			t.Fatalf("%s: nothing published", ch)
+		}
+		ms := col.waitFor(t, ch, 10*time.Second, func(ms []*Message) bool {
+			return len(ms) > 0 && ms[len(ms)-1].Pos == want[len(want)-1]
+		})
+		checkContiguous(t, ch, ms)
+		got := make(map[Position]bool, len(ms))
+		for _, m := range ms {
+			if got[m.Pos] {
+				t.Fatalf("%s: %s delivered twice", ch, m.Pos)
+			}
+			got[m.Pos] = true
+		}
+		for _, p := range want {
+			if !got[p] {
+				t.Fatalf("%s: acknowledged %s not delivered; got %s", ch, p, positions(ms))
+			}
+		}
+		epochs := map[uint32]bool{}
+		for _, p := range want {
+			epochs[p.Epoch] = true
+		}
+		if shard := ShardIndex(ch, 3); (shard == 1) != (len(epochs) == 2) {
+			t.Fatalf("%s on shard %d saw %d epochs", ch, shard, len(epochs))
+		}
+	}
+	if st := sub.Stats(); st.Reconnects == 0 {
+		t.Fatalf("Stats after a shard restart: %+v", st)
+	}
+}
+
+// TestRedisRecoversMissedMessages cuts the subscriber's pub/sub connection
+// (CLIENT KILL) while publishes continue; after reconnecting, the messages
+// published meanwhile are read from the streams and delivered.
+func TestRedisRecoversMissedMessages(t *testing.T) {
+	_, addrs := startShards(t, 1)
+	prefix := testPrefix(t)
+	col := newCollector()
+	pub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, nil)
+	sub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	ctx := context.Background()
+	chans := []string{"a", "b", "c"}
+	if err := sub.Subscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range chans {
+		if _, err := pub.Publish(ctx, ch, []byte(`0`), PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		col.waitFor(t, ch, 5*time.Second, atLeast(1))
+	}
+	// Block the reconnect long enough for publishes to be missed.
+	if _, err := redistest.Do(addrs[0], "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 20; i++ {
+		for _, ch := range chans {
+			if _, err := pub.Publish(ctx, ch, []byte(strconv.Itoa(i)), PublishOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, ch := range chans {
+		ms := col.waitFor(t, ch, 10*time.Second, atLeast(21))
+		if len(ms) != 21 {
+			t.Fatalf("%s: %s", ch, positions(ms))
+		}
+		checkContiguous(t, ch, ms)
+	}
+	if st := sub.Stats(); st.Reconnects == 0 {
+		t.Fatalf("no reconnect recorded: %+v", st)
+	}
+}
+
+// TestRedisQueueOverflow fills a tiny inbound queue: dropped messages are
+// re-read from the stream, so the subscriber still gets every message in
+// order.
+func TestRedisQueueOverflow(t *testing.T) {
+	_, addrs := startShards(t, 1)
+	prefix := testPrefix(t)
+	col := newCollector()
+	slow := func(m *Message) { time.Sleep(200 * time.Microsecond); col.handle(m) }
+	// The history must retain what the subscriber falls behind by.
+	pub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix, HistorySize: 1000}, nil)
+	sub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix, QueueSize: 4}, slow)
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, ch := range []string{"x", "y"} {
+		wg.Go(func() {
+			for i := range 300 {
+				if _, err := pub.Publish(ctx, ch, []byte(strconv.Itoa(i)), PublishOptions{}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, ch := range []string{"x", "y"} {
+		ms := col.waitFor(t, ch, 20*time.Second, func(ms []*Message) bool { return len(ms) > 0 && ms[len(ms)-1].Pos.Offset == 300 })
+		if len(ms) != 300 {
+			t.Fatalf("%s: %d messages: %s", ch, len(ms), positions(ms))
+		}
+		checkContiguous(t, ch, ms)
+	}
+	if st := sub.Stats(); st.Dropped == 0 || st.Recovered == 0 {
+		t.Fatalf("expected drops and recoveries: %+v", st)
+	}
+}
+
+func TestRedisUnsubscribeNoLeak(t *testing.T) {
+	_, addrs := startShards(t, 3)
+	prefix := testPrefix(t)
+	col := newCollector()
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	ctx := context.Background()
+	chans := make([]string, 300)
+	for i := range chans {
+		chans[i] = "leak" + strconv.Itoa(i)
+	}
+	if err := b.Subscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Subscribe(ctx, chans[:100]...); err != nil {
+		t.Fatal(err)
+	}
+	if b.Subscribers(chans[0]) != 2 || b.Subscriptions() != 300 {
+		t.Fatalf("refs %d, subscriptions %d", b.Subscribers(chans[0]), b.Subscriptions())
+	}
+	b.Unsubscribe(ctx, chans...)
+	waitSubs := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for b.Subscriptions() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("Subscriptions = %d, want %d", b.Subscriptions(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitSubs(100)
+	// Still delivered while a reference is left.
+	if _, err := b.Publish(ctx, chans[0], []byte(`1`), PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	col.waitFor(t, chans[0], 5*time.Second, atLeast(1))
+	b.Unsubscribe(ctx, chans[:100]...)
+	b.Unsubscribe(ctx, chans[:100]...) // extra unsubscribes are ignored
+	waitSubs(0)
+	for _, ch := range chans {
+		if n := b.Subscribers(ch); n != 0 {
+			t.Fatalf("%s has %d references", ch, n)
+		}
+	}
+	for _, a := range addrs {
+		got, err := redistest.Do(a, "PUBSUB", "CHANNELS", prefix+"chan:*")
+		if err != nil || len(got.([]any)) != 0 {
+			t.Fatalf("PUBSUB CHANNELS on %s: %v %v", a, got, err)
+		}
+		got, err = redistest.Do(a, "PUBSUB", "NUMSUB", prefix+"chan:"+chans[0])
+		if err != nil || got.([]any)[1].(int64) != 0 {
+			t.Fatalf("PUBSUB NUMSUB on %s: %v %v", a, got, err)
+		}
+	}
+}
+
+// TestRedisSubscribeBurst subscribes 10,000 channels from many goroutines
+// at once: the subscriptions are coalesced into few SUBSCRIBE commands.
+func TestRedisSubscribeBurst(t *testing.T) {
+	srvs, addrs := startShards(t, 3)
+	prefix := testPrefix(t)
+	col := newCollector()
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	ctx := context.Background()
+	const n, workers = 10000, 200
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				if err := b.Subscribe(ctx, "user:"+strconv.Itoa(i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if b.Subscriptions() != n {
+		t.Fatalf("Subscriptions = %d", b.Subscriptions())
+	}
+	cmds := b.Stats().SubscribeCommands
+	t.Logf("%d subscriptions in %s with %d SUBSCRIBE commands over 3 shards", n, took, cmds)
+	if took > 5*time.Second {
+		t.Fatalf("10,000 subscriptions took %s", took)
+	}
+	for _, s := range srvs {
+		info, err := redistest.Do(s.Addr(), "INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := commandCalls(info.(string), "subscribe")
+		if calls >= 100 {
+			t.Fatalf("%s: %d SUBSCRIBE calls", s.Addr(), calls)
+		}
+	}
+	for _, i := range []int{0, 4999, 9999} {
+		ch := "user:" + strconv.Itoa(i)
+		if _, err := b.Publish(ctx, ch, []byte(`1`), PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		col.waitFor(t, ch, 5*time.Second, atLeast(1))
+	}
+}
+
+// commandCalls returns calls= of cmdstat_<name> in INFO commandstats.
+func commandCalls(info, name string) int {
+	for line := range strings.SplitSeq(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+name+":calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
+}
+
+func TestRedisCluster(t *testing.T) {
+	seeds := redistest.StartCluster(t, 3)
+	prefix := testPrefix(t)
+	cfg := RedisConfig{Cluster: seeds[:1], Prefix: prefix, Partitions: 8}
+	col := newCollector()
+	pub := newTestRedis(t, cfg, nil)
+	sub := newTestRedis(t, cfg, col.handle)
+	ctx := context.Background()
+	if hs := sub.ShardHealth(); len(hs) != 8 || hs[3].Addr != "cluster:p3" || !hs[3].Healthy {
+		t.Fatalf("ShardHealth: %+v", hs)
+	}
+	chans := make([]string, 40)
+	for i := range chans {
+		chans[i] = "c" + strconv.Itoa(i)
+	}
+	if err := sub.Subscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		for _, ch := range chans {
+			r, err := pub.Publish(ctx, ch, []byte(strconv.Itoa(i)), PublishOptions{IdempotencyKey: ch + strconv.Itoa(i)})
+			if err != nil || r.Pos.Offset != uint64(i+1) {
+				t.Fatalf("publish %s: %+v %v", ch, r, err)
+			}
+		}
+	}
+	for _, ch := range chans {
+		ms := col.waitFor(t, ch, 5*time.Second, atLeast(5))
+		checkContiguous(t, ch, ms)
+	}
+	r, err := pub.Publish(ctx, chans[0], []byte(`0`), PublishOptions{IdempotencyKey: chans[0] + "0"})
+	if err != nil || !r.Duplicate || r.Pos.Offset != 1 {
+		t.Fatalf("duplicate publish: %+v %v", r, err)
+	}
+	res, err := sub.History(ctx, chans[7], Position{r.Pos.Epoch, 0}, 0)
+	if err != nil && !errors.Is(err, ErrEpochChanged) {
+		t.Fatal(err)
+	}
+	top, _ := sub.History(ctx, chans[7], Position{}, 0)
+	if res, err = sub.History(ctx, chans[7], Position{top.Top.Epoch, 2}, 0); err != nil || len(res.Messages) != 3 {
+		t.Fatalf("cluster history: %v %s", err, positions(res.Messages))
+	}
+	// Keys of one channel share a slot, and channels spread over nodes.
+	nodes := map[string]bool{}
+	for _, a := range seeds {
+		got, err := redistest.Do(a, "PUBSUB", "SHARDCHANNELS", prefix+"*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.([]any)) > 0 {
+			nodes[a] = true
+		}
+	}
+	if len(nodes) < 2 {
+		t.Fatalf("sharded subscriptions on %d nodes only", len(nodes))
+	}
+	sub.Unsubscribe(ctx, chans...)
+	deadline := time.Now().Add(5 * time.Second)
+	for sub.Subscriptions() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Subscriptions = %d after unsubscribing", sub.Subscriptions())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, a := range seeds {
+		got, err := redistest.Do(a, "PUBSUB", "SHARDCHANNELS", prefix+"*chan:*")
+		if err != nil || len(got.([]any)) != 0 {
+			t.Fatalf("PUBSUB SHARDCHANNELS on %s: %v %v", a, got, err)
+		}
+	}
+}
+
+// TestRedisPythonPublish publishes with testdata/publish.py (plain RESP
+// over a socket, the example in docs/redis.md) to a 3-shard setup and
+// checks that a RedisBroker subscriber receives it at the right position.
+func TestRedisPythonPublish(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not found")
+	}
+	_, addrs := startShards(t, 3)
+	prefix := testPrefix(t)
+	col := newCollector()
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	ctx := context.Background()
+	for _, ch := range []string{"py:a", "py:b", "py:c", "py:d"} {
+		if err := b.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		first, err := b.Publish(ctx, ch, []byte(`"go"`), PublishOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(py, "testdata/publish.py", strings.Join(addrs, ","), prefix, ch, `{"from":"python|x"}`).CombinedOutput()
+		if err != nil {
+			t.Fatalf("publish.py: %v\n%s", err, out)
+		}
+		want := fmt.Sprintf("%d %d 0", first.Pos.Epoch, first.Pos.Offset+1)
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Fatalf("publish.py printed %q, want %q", got, want)
+		}
+		ms := col.waitFor(t, ch, 5*time.Second, atLeast(2))
+		m := ms[1]
+		if m.Pos != (Position{first.Pos.Epoch, first.Pos.Offset + 1}) || string(m.Data) != `{"from":"python|x"}` {
+			t.Fatalf("received %s %s", m.Pos, m.Data)
+		}
+		if d := time.Since(time.Unix(0, m.PublishedAt)); d < 0 || d > time.Minute {
+			t.Fatalf("PublishedAt %d", m.PublishedAt)
+		}
+	}
+	// Idempotency keys work from outside too.
+	args := []string{"testdata/publish.py", strings.Join(addrs, ","), prefix, "py:a", `1`, "key-1"}
+	out1, err1 := exec.Command(py, args...).CombinedOutput()
+	out2, err2 := exec.Command(py, args...).CombinedOutput()
+	f1, f2 := strings.Fields(string(out1)), strings.Fields(string(out2))
+	if err1 != nil || err2 != nil || len(f1) != 3 || len(f2) != 3 || f1[1] != f2[1] || f2[2] != "1" {
+		t.Fatalf("idempotent publish.py: %q %v / %q %v", out1, err1, out2, err2)
+	}
+}
+
+func TestRedisConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, cfg := range []RedisConfig{
+		{},
+		{Shards: []string{"127.0.0.1:1"}, Cluster: []string{"127.0.0.1:2"}},
+		{Shards: []string{"127.0.0.1:1"}, Prefix: "a{b}"},
+	} {
+		if _, err := NewRedis(ctx, cfg, nil); err == nil {
+			t.Errorf("NewRedis(%+v) succeeded", cfg)
+		}
+	}
+	// No shard reachable.
+	if _, err := NewRedis(ctx, RedisConfig{Shards: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond}, nil); err == nil {
+		t.Error("NewRedis with no reachable shard succeeded")
+	}
+}
+
+func TestRedisClosed(t *testing.T) {
+	_, addrs := startShards(t, 1)
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: testPrefix(t)}, nil)
+	ctx := context.Background()
+	if err := b.Subscribe(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if _, err := b.Publish(ctx, "x", []byte(`1`), PublishOptions{}); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+	if err := b.Subscribe(ctx, "x"); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+	if _, err := b.History(ctx, "x", Position{}, 0); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+	if err := b.Healthy(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+	b.Close()
+}
+
+// TestRedisProbeRebuilds stalls Redis (CLIENT PAUSE) longer than the
+// command timeout: the idle pub/sub connection's probe is not echoed, the
+// connection is rebuilt, and delivery works again afterwards.
+func TestRedisProbeRebuilds(t *testing.T) {
+	_, addrs := startShards(t, 1)
+	prefix := testPrefix(t)
+	col := newCollector()
+	cfg := RedisConfig{Shards: addrs, Prefix: prefix, ProbeInterval: 100 * time.Millisecond, CommandTimeout: 300 * time.Millisecond}
+	sub := newTestRedis(t, cfg, col.handle)
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := redistest.Do(addrs[0], "CLIENT", "PAUSE", "1500", "ALL"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sub.Stats().ProbeFailures == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no probe failure while Redis is paused: %+v", sub.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitHealthy(t, sub, 10*time.Second)
+	r, err := retryPublish(sub, "p", []byte(`1`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := col.waitFor(t, "p", 5*time.Second, atLeast(1))
+	if ms[0].Pos != r.Pos {
+		t.Fatalf("got %s, want %s", ms[0].Pos, r.Pos)
+	}
+}

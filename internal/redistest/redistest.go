@@ -1,0 +1,329 @@
+// Package redistest starts throwaway redis-server processes for tests: a
+// standalone server on a free port with persistence off, or a small Redis
+// Cluster. Every process is killed when the test ends.
+package redistest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Option customizes Start.
+type Option func(*options)
+
+type options struct {
+	args []string
+}
+
+// Args adds command-line arguments to redis-server, e.g.
+// Args("--requirepass", "secret").
+func Args(args ...string) Option {
+	return func(o *options) { o.args = append(o.args, args...) }
+}
+
+// Server is one redis-server process owned by a test.
+type Server struct {
+	t    testing.TB
+	port int
+	args []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	exit chan struct{} // closed when cmd has exited
+}
+
+// available skips t (or fails it when the CI environment variable is
+// "true") when redis-server is not installed.
+func available(t testing.TB, bins ...string) {
+	t.Helper()
+	for _, bin := range bins {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("redistest: %s not found on PATH: %v", bin, err)
+			}
+			t.Skipf("redistest: %s not found on PATH", bin)
+		}
+	}
+}
+
+// Start starts a redis-server on a free port with persistence disabled and
+// its working directory in t.TempDir(), waits until it answers PING, and
+// kills it when the test ends.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	available(t, "redis-server")
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{t: t, args: o.args}
+	var err error
+	for range 10 { // the free port may be taken before redis binds it
+		if s.port, err = freePort(false); err != nil {
+			continue
+		}
+		if err = s.start(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("redistest: start redis-server: %v", err)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// freePort returns a port that was free a moment ago. With bus set, port
+// + 10000 (the cluster bus port) was free too.
+func freePort(bus bool) (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("listen: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if !bus {
+			l.Close()
+			return port, nil
+		}
+		if port+10000 > 65535 {
+			l.Close()
+			continue
+		}
+		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+		l.Close()
+		if err == nil {
+			l2.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free port found")
+}
+
+func (s *Server) start() error {
+	dir := s.t.TempDir()
+	args := append([]string{
+		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir,
+	}, s.args...)
+	cmd := exec.Command("redis-server", args...)
+	logf, err := os.Create(filepath.Join(dir, "redis.log"))
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("exec redis-server: %w", err)
+	}
+	exit := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(exit)
+	}()
+	s.mu.Lock()
+	s.cmd, s.exit = cmd, exit
+	s.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := Do(s.Addr(), "PING"); err == nil {
+			return nil
+		}
+		select {
+		case <-exit:
+			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+			return fmt.Errorf("redis-server on port %d exited: %s", s.port, lastLines(string(log), 3))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Kill()
+			return fmt.Errorf("redis-server on port %d did not answer PING", s.port)
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
+// Addr returns the server's "127.0.0.1:port".
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// Port returns the server's port.
+func (s *Server) Port() int { return s.port }
+
+// Kill kills the server with SIGKILL, as a crash would, and waits for it to
+// exit. It does nothing when the server is not running.
+func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+
+// Stop shuts the server down with SIGTERM and waits for it to exit.
+func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
+
+func (s *Server) signal(sig os.Signal) {
+	s.mu.Lock()
+	cmd, exit := s.cmd, s.exit
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-exit:
+		return
+	default:
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-exit:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-exit
+	}
+}
+
+// Restart kills the server and starts a new one on the same port with no
+// data, as a shard restarted without persistence.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	var err error
+	for range 50 { // the port may linger briefly
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("redistest: restart redis-server on port %d: %v", s.port, err)
+}
+
+// Do sends one command to the Redis at addr over a fresh connection and
+// returns the reply: a string for simple and bulk strings, an int64, nil, or
+// a []any for arrays. Redis errors are returned as errors.
+func Do(addr string, args ...string) (any, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return nil, fmt.Errorf("write to %s: %w", addr, err)
+	}
+	return readReply(bufio.NewReader(c))
+}
+
+func readReply(r *bufio.Reader) (any, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("read reply: %w", err)
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return nil, errors.New("empty reply")
+	}
+	switch line[0] {
+	case '+':
+		return line[1:], nil
+	case '-':
+		return nil, errors.New(line[1:])
+	case ':':
+		return strconv.ParseInt(line[1:], 10, 64)
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = readReply(r); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unexpected reply %q", line)
+}
+
+// StartCluster starts a Redis Cluster of masters masters (at least 3) and no
+// replicas, waits until every node reports cluster_state:ok, and returns
+// the nodes' addresses. The processes are killed when the test ends.
+func StartCluster(t testing.TB, masters int) []string {
+	t.Helper()
+	available(t, "redis-server", "redis-cli")
+	if masters < 3 {
+		t.Fatalf("redistest: a cluster needs at least 3 masters, not %d", masters)
+	}
+	var addrs []string
+	for range masters {
+		var srv *Server
+		var err error
+		for range 10 {
+			port, perr := freePort(true)
+			if perr != nil {
+				err = perr
+				continue
+			}
+			srv = &Server{t: t, port: port, args: []string{
+				"--cluster-enabled", "yes",
+				"--cluster-config-file", filepath.Join(t.TempDir(), "nodes.conf"),
+				"--cluster-node-timeout", "5000",
+			}}
+			if err = srv.start(); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("redistest: start cluster node: %v", err)
+		}
+		t.Cleanup(srv.Kill)
+		addrs = append(addrs, srv.Addr())
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range addrs {
+		for {
+			info, err := Do(a, "CLUSTER", "INFO")
+			if s, ok := info.(string); err == nil && ok && strings.Contains(s, "cluster_state:ok") &&
+				strings.Contains(s, "cluster_slots_ok:16384") && strings.Contains(s, "cluster_known_nodes:"+strconv.Itoa(masters)+"\r") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: cluster node %s not ok: %v %v", a, info, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return addrs
+}

@@ -1,0 +1,117 @@
+package protocols
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// CloseReason says why Herald ends a connection: a stable reason string
+// (also the "reason" of the final disconnect event), the WebSocket close
+// code, whether the client should reconnect, and an optional retry hint.
+type CloseReason struct {
+	// Reason is a short stable code such as "token_expired".
+	Reason string
+	// WSCode is the WebSocket close code.
+	WSCode uint16
+	// Reconnect tells the client whether reconnecting makes sense.
+	Reconnect bool
+	// Retry is a reconnect delay hint (SSE "retry:" and the event's
+	// "retry_ms"); zero for none.
+	Retry time.Duration
+	// Event makes the transport send a final {"type":"disconnect",...} event
+	// before closing.
+	Event bool
+}
+
+// Close reasons used by Herald. Custom WebSocket codes use the 4000-4999
+// private range, mirroring HTTP statuses where one fits.
+var (
+	// CloseTokenExpired: the token's exp passed while connected.
+	CloseTokenExpired = CloseReason{Reason: "token_expired", WSCode: 4401, Reconnect: true, Event: true}
+	// CloseShutdown: the node is shutting down; reconnect (to another node).
+	CloseShutdown = CloseReason{Reason: "shutdown", WSCode: 1012, Reconnect: true, Event: true}
+	// CloseSlowConsumer: the outbound queue overflowed; resume from the
+	// cursor.
+	CloseSlowConsumer = CloseReason{Reason: "slow_consumer", WSCode: 4008, Reconnect: true, Event: true}
+	// CloseUnsupportedData: a binary frame was received.
+	CloseUnsupportedData = CloseReason{Reason: "binary frames are not supported", WSCode: 1003}
+	// CloseTooBig: a frame exceeded the read limit.
+	CloseTooBig = CloseReason{Reason: "message too big", WSCode: 1009}
+	// CloseNormal: an orderly close.
+	CloseNormal = CloseReason{Reason: "", WSCode: 1000}
+	// CloseGoingAway: the client went away or the read deadline passed.
+	CloseGoingAway = CloseReason{Reason: "going_away", WSCode: 1001}
+	// CloseProtocolError: the client broke the protocol.
+	CloseProtocolError = CloseReason{Reason: "protocol_error", WSCode: 1002}
+	// CloseInternal: an internal error (for example history unavailable
+	// during resume); the client should retry.
+	CloseInternal = CloseReason{Reason: "internal_error", WSCode: 1011, Reconnect: true, Event: true}
+)
+
+// disconnectEvent is the final event before Herald closes a connection.
+func disconnectEvent(r CloseReason) []byte {
+	b := []byte(`{"type":"disconnect","reason":`)
+	b = strconv.AppendQuote(b, r.Reason)
+	b = append(b, `,"reconnect":`...)
+	b = strconv.AppendBool(b, r.Reconnect)
+	if r.Retry > 0 {
+		b = append(b, `,"retry_ms":`...)
+		b = strconv.AppendInt(b, r.Retry.Milliseconds(), 10)
+	}
+	return append(b, '}')
+}
+
+// EstablishedEvent is the first event of every connection, in the guide's
+// shape: {"type":"connection_established","message":...,"user_id":...}.
+func EstablishedEvent(transport, userID string) []byte {
+	msg := "WebSocket connected successfully"
+	if transport == "sse" {
+		msg = "SSE connected successfully"
+	}
+	b := []byte(`{"type":"connection_established","message":`)
+	b = strconv.AppendQuote(b, msg)
+	b = append(b, `,"user_id":`...)
+	b = appendJSONString(b, userID)
+	return append(b, '}')
+}
+
+// StreamResetEvent tells the client that messages of channel may have been
+// missed and cannot be replayed, so the app should refetch its state.
+func StreamResetEvent(channel, reason string) []byte {
+	b := []byte(`{"type":"stream_reset","reason":`)
+	b = appendJSONString(b, reason)
+	b = append(b, `,"channel":`...)
+	b = appendJSONString(b, channel)
+	return append(b, '}')
+}
+
+// ErrorEvent is sent for client input Herald could not act on.
+func ErrorEvent(msg string) []byte {
+	b := []byte(`{"type":"error","message":`)
+	b = appendJSONString(b, msg)
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // strings always marshal
+	return append(b, q...)
+}
+
+// jsonType returns the top-level "type" string member of a JSON object, or
+// "" when there is none or it is not a simple string usable as an SSE event
+// name.
+func jsonType(data []byte) string {
+	var v struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(data, &v) != nil {
+		return ""
+	}
+	for i := 0; i < len(v.Type); i++ {
+		if c := v.Type[i]; c < 0x21 || c > 0x7e {
+			return ""
+		}
+	}
+	return v.Type
+}

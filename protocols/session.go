@@ -1,0 +1,638 @@
+// Package protocols holds Herald's connection sessions and the two wire
+// protocols they speak, WebSocket and Server-Sent Events.
+//
+// A Session is one client connection: the channels it receives, its
+// position (cursor) in each, a bounded outbound queue, and the socket. The
+// hub hands it messages with Enqueue; a pooled writer drains the queue and
+// writes everything queued in one syscall, framed by the session's
+// Transport. One goroutine per connection, the reader, waits on the socket.
+package protocols
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldrt/herald/fanout"
+)
+
+// Historian is the part of a fanout.Broker a session needs to replay
+// missed messages.
+type Historian interface {
+	History(ctx context.Context, channel string, since fanout.Position, limit int) (fanout.HistoryResult, error)
+}
+
+// Config holds the settings shared by all sessions of a node. Zero values
+// mean the documented defaults (see Defaults).
+type Config struct {
+	// WriteTimeout bounds one socket write; a client that does not read for
+	// this long is disconnected (default 10s).
+	WriteTimeout time.Duration
+	// WSPingInterval is how often a WebSocket ping is sent (default 25s).
+	WSPingInterval time.Duration
+	// WSReadTimeout closes a WebSocket that sent nothing, not even a pong,
+	// for this long (default 60s).
+	WSReadTimeout time.Duration
+	// WSReadLimit is the largest client message accepted; larger ones close
+	// the connection with 1009 (default 64 KiB).
+	WSReadLimit int64
+	// SSEHeartbeat is how often an idle SSE stream gets a comment line
+	// (default 15s).
+	SSEHeartbeat time.Duration
+	// SSERetry is the reconnect delay suggested to EventSource (default 2s).
+	SSERetry time.Duration
+	// MaxQueue is the most messages queued for one connection before it is
+	// disconnected as a slow consumer (default 1024).
+	MaxQueue int
+	// MaxQueueBytes is the most payload bytes queued for one connection
+	// (default 4 MiB).
+	MaxQueueBytes int
+	// HistoryTimeout bounds a history read during resume (default 5s).
+	HistoryTimeout time.Duration
+}
+
+// Defaults returns c with zero fields set to their defaults.
+func (c Config) Defaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.WSPingInterval, 25*time.Second)
+	def(&c.WSReadTimeout, 60*time.Second)
+	def(&c.SSEHeartbeat, 15*time.Second)
+	def(&c.SSERetry, 2*time.Second)
+	def(&c.HistoryTimeout, 5*time.Second)
+	if c.WSReadLimit <= 0 {
+		c.WSReadLimit = 64 << 10
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = 1024
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 4 << 20
+	}
+	return c
+}
+
+// Env is what every session of a node shares: settings, the writer pool,
+// history access and the logger.
+type Env struct {
+	Config  Config
+	Writers *Writers
+	History Historian
+	Log     *slog.Logger
+	// Refresh verifies a refreshed token sent by a WebSocket client and
+	// returns its user id and expiry; nil disables refresh.
+	Refresh func(token string) (userID string, expires time.Time, err error)
+}
+
+// Options describe one connection.
+type Options struct {
+	// ID identifies the session in logs (unique per node).
+	ID uint64
+	// UserID is the authenticated user.
+	UserID string
+	// Channels are the channels the connection receives.
+	Channels []string
+	// Since is the cursor the client resumes from (may be empty).
+	Since Cursor
+	// ExpiresAt ends the connection with token_expired (zero: never).
+	ExpiresAt time.Time
+	// Transport frames what the session writes.
+	Transport Transport
+	// Remote is the client address, for logs.
+	Remote string
+}
+
+type itemKind uint8
+
+const (
+	itemMsg       itemKind = iota
+	itemEvent              // control event, written with the cursor
+	itemRaw                // bytes written as they are (WebSocket pong)
+	itemKeepalive          // transport keepalive
+	itemClose              // final bytes, then close
+)
+
+type item struct {
+	kind itemKind
+	msg  *fanout.Message
+	b    []byte
+}
+
+type chanState struct {
+	name string
+	hash uint32
+	pos  fanout.Position
+	// adopt makes the next message's position the channel's position,
+	// whatever it is (after a stream_reset).
+	adopt bool
+	// retryAt remembers the offset a gap recovery last targeted, so a gap
+	// history cannot fill is reported once instead of retried forever.
+	retryAt uint64
+}
+
+// Session is one client connection. Its methods are safe for concurrent
+// use.
+type Session struct {
+	env  *Env
+	opts Options
+	tr   Transport
+	conn net.Conn
+
+	mu         sync.Mutex
+	chans      []chanState
+	queue      []item
+	queueBytes int
+	scheduled  bool // a flush is queued or running
+	ready      bool // attached to a socket and resume done
+	recovering bool // a history read is filling a gap
+	closing    bool
+	closed     bool
+	reason     CloseReason
+	keepalive  *time.Timer
+	expiry     *time.Timer
+	expiresAt  time.Time
+
+	lastWrite atomic.Int64 // unix nanos
+	ended     atomic.Bool
+	finished  chan struct{}
+	connected time.Time
+}
+
+// NewSession creates a session that is not yet attached to a socket.
+// Register it with the hub, then call Resume, then Attach.
+func NewSession(env *Env, opts Options) *Session {
+	s := &Session{env: env, opts: opts, tr: opts.Transport, finished: make(chan struct{}), connected: time.Now()}
+	s.chans = make([]chanState, len(opts.Channels))
+	for i, ch := range opts.Channels {
+		s.chans[i] = chanState{name: ch, hash: ChannelHash(ch)}
+	}
+	return s
+}
+
+// ID returns the session's id.
+func (s *Session) ID() uint64 { return s.opts.ID }
+
+// UserID returns the authenticated user id.
+func (s *Session) UserID() string { return s.opts.UserID }
+
+// Channels returns the channels the session receives. The slice must not
+// be modified.
+func (s *Session) Channels() []string { return s.opts.Channels }
+
+// Transport returns the session's transport.
+func (s *Session) Transport() Transport { return s.tr }
+
+// Cursor returns the session's current cursor string.
+func (s *Session) Cursor() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.appendCursorLocked(nil))
+}
+
+func (s *Session) appendCursorLocked(dst []byte) []byte {
+	var buf [8]CursorEntry
+	es := buf[:0]
+	for i := range s.chans {
+		if s.chans[i].pos.Epoch != 0 {
+			es = append(es, CursorEntry{Hash: s.chans[i].hash, Pos: s.chans[i].pos})
+		}
+	}
+	return AppendCursor(dst, es...)
+}
+
+// Resume sets the session's starting position in each channel: the
+// client's cursor where it has one (queueing the retained messages it
+// missed), the channel's current top otherwise. It must run after the
+// session is registered for live delivery, so nothing published in between
+// is lost; live messages that history also returned are dropped as
+// duplicates. It queues the connection_established event first.
+func (s *Session) Resume(ctx context.Context) error {
+	pre := []item{{kind: itemEvent, b: EstablishedEvent(s.tr.Name(), s.opts.UserID)}}
+	var msgs []item
+	positions := make([]fanout.Position, len(s.chans))
+	for i := range s.chans {
+		ch := s.chans[i].name
+		since, ok := s.opts.Since.Lookup(s.chans[i].hash)
+		hctx, cancel := context.WithTimeout(ctx, s.env.Config.HistoryTimeout)
+		var res fanout.HistoryResult
+		var err error
+		if ok {
+			res, err = s.env.History.History(hctx, ch, since, 0)
+		} else {
+			res, err = s.env.History.History(hctx, ch, fanout.Position{}, 0)
+		}
+		cancel()
+		switch {
+		case err == nil && ok:
+			positions[i] = since
+			for _, m := range res.Messages {
+				msgs = append(msgs, item{kind: itemMsg, msg: m})
+			}
+		case err == nil:
+			positions[i] = res.Top
+		case errors.Is(err, fanout.ErrHistoryGone):
+			positions[i] = res.Top
+			pre = append(pre, item{kind: itemEvent, b: StreamResetEvent(ch, resetReason(err))})
+		default:
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.chans {
+		s.chans[i].pos = positions[i]
+	}
+	q := make([]item, 0, len(pre)+len(msgs)+len(s.queue))
+	q = append(append(append(q, pre...), msgs...), s.queue...)
+	s.queue = q
+	return nil
+}
+
+func resetReason(err error) string {
+	if errors.Is(err, fanout.ErrEpochChanged) {
+		return "epoch_changed"
+	}
+	return "history_expired"
+}
+
+// Attach binds the session to its socket and starts writing: the resume
+// events and messages first, then live ones. It arms the keepalive and
+// token expiry timers.
+func (s *Session) Attach(conn net.Conn) {
+	s.mu.Lock()
+	s.conn = conn
+	if s.closed {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
+	s.ready = true
+	interval := s.env.Config.SSEHeartbeat
+	if s.tr.Name() == "ws" {
+		interval = s.env.Config.WSPingInterval
+	}
+	s.keepalive = time.AfterFunc(interval, func() { s.onKeepalive(interval) })
+	if !s.opts.ExpiresAt.IsZero() {
+		s.setExpiryLocked(s.opts.ExpiresAt)
+	}
+	sched := s.scheduleLocked()
+	s.mu.Unlock()
+	if sched {
+		s.env.Writers.schedule(s)
+	}
+}
+
+func (s *Session) setExpiryLocked(t time.Time) {
+	s.expiresAt = t
+	d := time.Until(t)
+	if s.expiry == nil {
+		s.expiry = time.AfterFunc(d, func() { s.Close(CloseTokenExpired) })
+	} else {
+		s.expiry.Reset(d)
+	}
+}
+
+// ExpiresAt returns when the session's token expires.
+func (s *Session) ExpiresAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expiresAt
+}
+
+func (s *Session) onKeepalive(interval time.Duration) {
+	last := s.lastWrite.Load()
+	// An SSE stream that wrote recently needs no heartbeat; a WebSocket
+	// always gets its ping so the client's pong keeps the read deadline
+	// fresh.
+	if s.tr.Name() == "ws" || time.Since(time.Unix(0, last)) >= interval/2 {
+		s.enqueue(item{kind: itemKeepalive})
+	}
+	s.mu.Lock()
+	if !s.closed && !s.closing {
+		s.keepalive.Reset(interval)
+	}
+	s.mu.Unlock()
+}
+
+// scheduleLocked marks the session scheduled and reports whether the
+// caller must hand it to the writers.
+func (s *Session) scheduleLocked() bool {
+	if s.scheduled || !s.ready || s.recovering || s.closed || len(s.queue) == 0 {
+		return false
+	}
+	s.scheduled = true
+	return true
+}
+
+// Enqueue queues message m for the connection. It never blocks: a
+// connection whose queue is full is closed as a slow consumer (its client
+// resumes from its cursor, so nothing is lost).
+func (s *Session) Enqueue(m *fanout.Message) {
+	s.mu.Lock()
+	if s.closing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.env.Config.MaxQueue || s.queueBytes+len(m.Data) > s.env.Config.MaxQueueBytes {
+		s.closeLocked(CloseSlowConsumer, true)
+		sched := s.scheduleLocked()
+		s.mu.Unlock()
+		if sched {
+			s.env.Writers.schedule(s)
+		}
+		return
+	}
+	s.queue = append(s.queue, item{kind: itemMsg, msg: m})
+	s.queueBytes += len(m.Data)
+	sched := s.scheduleLocked()
+	s.mu.Unlock()
+	if sched {
+		s.env.Writers.schedule(s)
+	}
+}
+
+// SendEvent queues a control event (a JSON object) for the client.
+func (s *Session) SendEvent(ev []byte) { s.enqueue(item{kind: itemEvent, b: ev}) }
+
+func (s *Session) enqueue(it item) {
+	s.mu.Lock()
+	if s.closing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.queue = append(s.queue, it)
+	sched := s.scheduleLocked()
+	s.mu.Unlock()
+	if sched {
+		s.env.Writers.schedule(s)
+	}
+}
+
+// Close ends the connection for reason r: what is queued is written
+// (except for a slow consumer, whose backlog is dropped), then the final
+// event or close frame, then the socket is closed.
+func (s *Session) Close(r CloseReason) {
+	s.mu.Lock()
+	if s.closing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closeLocked(r, false)
+	sched := s.scheduleLocked()
+	ready := s.ready
+	s.mu.Unlock()
+	if !ready {
+		s.terminate()
+		return
+	}
+	if sched {
+		s.env.Writers.schedule(s)
+	}
+}
+
+func (s *Session) closeLocked(r CloseReason, drop bool) {
+	s.closing = true
+	s.reason = r
+	if drop {
+		clear(s.queue)
+		s.queue = s.queue[:0]
+		s.queueBytes = 0
+	}
+	s.queue = append(s.queue, item{kind: itemClose})
+	// Whatever happens to the writer, the socket is closed soon.
+	time.AfterFunc(s.env.Config.WriteTimeout+time.Second, s.terminate)
+}
+
+// CloseReason returns why the session was closed (zero if it was not
+// closed by Herald).
+func (s *Session) CloseReason() CloseReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+// terminate closes the socket and stops the timers. It is idempotent.
+func (s *Session) terminate() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.queue = nil
+	if s.keepalive != nil {
+		s.keepalive.Stop()
+	}
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	conn := s.conn
+	s.mu.Unlock()
+	if conn != nil {
+		conn.Close()
+	}
+	close(s.finished)
+}
+
+// finish ends the read side: when Herald is closing the connection it lets
+// the writer send the final frame first (bounded by the write timeout),
+// otherwise the client is gone and the socket is closed at once.
+func (s *Session) finish() {
+	s.mu.Lock()
+	closing := s.closing && !s.closed
+	s.mu.Unlock()
+	if closing {
+		t := time.NewTimer(s.env.Config.WriteTimeout)
+		select {
+		case <-s.finished:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	s.terminate()
+}
+
+// Attached reports whether Attach has run.
+func (s *Session) Attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != nil
+}
+
+// MarkEnded records that the owner has released the session; it returns
+// true only for the first call, so cleanup runs once.
+func (s *Session) MarkEnded() bool { return s.ended.CompareAndSwap(false, true) }
+
+// Done is closed once the session's socket is closed.
+func (s *Session) Done() <-chan struct{} { return s.finished }
+
+// flush writes everything queued, in as few writes as possible. It runs on
+// a writer goroutine, never concurrently with itself for one session.
+func (s *Session) flush() {
+	bp := s.env.Writers.getBuf()
+	defer s.env.Writers.putBuf(bp)
+	for {
+		s.mu.Lock()
+		if s.closed || !s.ready || s.recovering {
+			s.scheduled = false
+			s.mu.Unlock()
+			return
+		}
+		buf, final := s.buildLocked((*bp)[:0])
+		if len(buf) == 0 && !final {
+			s.scheduled = false
+			s.mu.Unlock()
+			return
+		}
+		conn := s.conn
+		s.mu.Unlock()
+		*bp = buf
+		err := s.write(conn, buf)
+		if err != nil || final {
+			if err != nil && s.env.Log.Enabled(context.Background(), slog.LevelDebug) {
+				s.env.Log.Debug("write failed", "session", s.opts.ID, "user", s.opts.UserID, "err", err)
+			}
+			s.terminate()
+			return
+		}
+	}
+}
+
+func (s *Session) write(conn net.Conn, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	now := time.Now()
+	if err := conn.SetWriteDeadline(now.Add(s.env.Config.WriteTimeout)); err != nil {
+		return err
+	}
+	_, err := conn.Write(b)
+	s.lastWrite.Store(now.UnixNano())
+	return err
+}
+
+// maxBatchBytes caps one write so a long backlog is sent in several
+// syscalls rather than one huge buffer.
+const maxBatchBytes = 256 << 10
+
+// buildLocked frames queued items into buf. It applies each message to its
+// channel's position: duplicates are dropped, a new epoch becomes a
+// stream_reset, and a gap stops the batch and starts a history read.
+// final reports that the close item was framed.
+func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
+	var cur [128]byte
+	i := 0
+	for ; i < len(s.queue) && len(buf) < maxBatchBytes; i++ {
+		it := s.queue[i]
+		switch it.kind {
+		case itemMsg:
+			m := it.msg
+			s.queueBytes -= len(m.Data)
+			st := s.chanFor(m.Channel)
+			if st == nil {
+				continue
+			}
+			if st.adopt {
+				st.adopt = false
+				st.pos = fanout.Position{Epoch: m.Pos.Epoch, Offset: m.Pos.Offset - 1}
+			}
+			if m.Pos.Epoch != st.pos.Epoch {
+				buf = s.tr.AppendEvent(buf, StreamResetEvent(st.name, "epoch_changed"), s.appendCursorLocked(cur[:0]))
+				st.pos = fanout.Position{Epoch: m.Pos.Epoch}
+			}
+			if m.Pos.Offset <= st.pos.Offset {
+				continue // already delivered
+			}
+			if m.Pos.Offset > st.pos.Offset+1 {
+				s.queueBytes += len(m.Data)
+				if st.retryAt == m.Pos.Offset {
+					// History could not fill this gap before: report it and
+					// move on rather than retrying forever.
+					buf = s.tr.AppendEvent(buf, StreamResetEvent(st.name, "history_expired"), s.appendCursorLocked(cur[:0]))
+					st.pos.Offset = m.Pos.Offset - 1
+					i--
+					continue
+				}
+				st.retryAt = m.Pos.Offset
+				s.recovering = true
+				go s.recoverGap(st.name, st.pos)
+				n := copy(s.queue, s.queue[i:])
+				clear(s.queue[n:])
+				s.queue = s.queue[:n]
+				return buf, false
+			}
+			st.pos = m.Pos
+			buf = s.tr.AppendMessage(buf, m, s.appendCursorLocked(cur[:0]))
+		case itemEvent:
+			buf = s.tr.AppendEvent(buf, it.b, s.appendCursorLocked(cur[:0]))
+		case itemRaw:
+			buf = append(buf, it.b...)
+		case itemKeepalive:
+			buf = s.tr.AppendKeepalive(buf)
+		case itemClose:
+			buf = s.tr.AppendClose(buf, s.reason, s.appendCursorLocked(cur[:0]))
+			final = true
+			i = len(s.queue)
+		}
+	}
+	n := copy(s.queue, s.queue[i:])
+	clear(s.queue[n:])
+	s.queue = s.queue[:n]
+	if n == 0 && cap(s.queue) > 64 {
+		s.queue = nil // do not keep a burst's backing array on an idle connection
+	}
+	return buf, final
+}
+
+func (s *Session) chanFor(name string) *chanState {
+	for i := range s.chans {
+		if s.chans[i].name == name {
+			return &s.chans[i]
+		}
+	}
+	return nil
+}
+
+// recoverGap reads the messages of channel after since from history and
+// puts them in front of the queue, then resumes writing.
+func (s *Session) recoverGap(channel string, since fanout.Position) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.env.Config.HistoryTimeout)
+	res, err := s.env.History.History(ctx, channel, since, 0)
+	cancel()
+	s.mu.Lock()
+	s.recovering = false
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	switch {
+	case err == nil:
+		pre := make([]item, 0, len(res.Messages)+len(s.queue))
+		for _, m := range res.Messages {
+			pre = append(pre, item{kind: itemMsg, msg: m})
+			s.queueBytes += len(m.Data)
+		}
+		s.queue = append(pre, s.queue...)
+	case errors.Is(err, fanout.ErrHistoryGone):
+		if st := s.chanFor(channel); st != nil {
+			st.adopt = true
+		}
+		s.queue = append([]item{{kind: itemEvent, b: StreamResetEvent(channel, resetReason(err))}}, s.queue...)
+	default:
+		s.env.Log.Warn("history read failed during gap recovery", "session", s.opts.ID, "channel", channel, "err", err)
+		s.closeLocked(CloseInternal, true)
+	}
+	sched := s.scheduleLocked()
+	s.mu.Unlock()
+	if sched {
+		s.env.Writers.schedule(s)
+	}
+}

@@ -1,0 +1,77 @@
+package protocols
+
+import "sync"
+
+// Writers is the pool of goroutines that drain session queues onto
+// sockets. Sessions have no writer goroutine of their own: an idle
+// connection costs only its reader.
+type Writers struct {
+	q    chan *Session
+	done chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+	// bufs recycles write buffers; one is borrowed per flush, so an idle
+	// connection holds none.
+	bufs sync.Pool
+}
+
+// writerQueue is the backlog of sessions waiting for a writer. When it is
+// full (a burst larger than this many distinct sessions), scheduling falls
+// back to a fresh goroutine rather than blocking the broker's delivery.
+const writerQueue = 1 << 16
+
+// NewWriters starts n writer goroutines (n <= 0 means 64: enough that a
+// few sockets stuck in a write deadline do not stall the rest).
+func NewWriters(n int) *Writers {
+	if n <= 0 {
+		n = 64
+	}
+	w := &Writers{q: make(chan *Session, writerQueue), done: make(chan struct{})}
+	w.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	w.wg.Add(n)
+	for range n {
+		go func() {
+			defer w.wg.Done()
+			for {
+				select {
+				case s := <-w.q:
+					s.flush()
+				case <-w.done:
+					return
+				}
+			}
+		}()
+	}
+	return w
+}
+
+func (w *Writers) schedule(s *Session) {
+	select {
+	case <-w.done:
+		go s.flush()
+		return
+	default:
+	}
+	select {
+	case w.q <- s:
+	default:
+		go s.flush()
+	}
+}
+
+// Close stops the writer goroutines. Sessions scheduled afterwards are
+// flushed on goroutines of their own, so a late timer never blocks.
+func (w *Writers) Close() {
+	w.once.Do(func() { close(w.done) })
+	w.wg.Wait()
+}
+
+func (w *Writers) getBuf() *[]byte { return w.bufs.Get().(*[]byte) }
+
+func (w *Writers) putBuf(b *[]byte) {
+	if cap(*b) > 1<<20 {
+		return
+	}
+	*b = (*b)[:0]
+	w.bufs.Put(b)
+}
