@@ -580,7 +580,7 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 		case itemClose:
 			buf = s.tr.AppendClose(buf, s.reason, s.appendCursorLocked(cur[:0]))
 			final = true
-			i = len(s.queue)
+			i = len(s.queue) - 1 // nothing after the close is written
 		}
 	}
 	n := copy(s.queue, s.queue[i:])
