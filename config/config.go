@@ -32,6 +32,7 @@ type Config struct {
 	Fanout  Fanout  `koanf:"fanout"`
 	History History `koanf:"history"`
 	Stream  Stream  `koanf:"stream"`
+	Limits  Limits  `koanf:"limits"`
 	Log     Log     `koanf:"log"`
 	Dev     Dev     `koanf:"dev"`
 }
@@ -123,6 +124,38 @@ type Stream struct {
 	Writers        int           `koanf:"writers"`
 }
 
+// Limits configures admission and connection lifetime.
+type Limits struct {
+	// PerUser is the most concurrent connections one user may hold (WS and
+	// SSE together); 0 disables the limit.
+	PerUser int `koanf:"per_user"`
+	// PerUserPolicy is reject_new (HTTP 429) or evict_oldest (the oldest
+	// connection is closed with reason "replaced").
+	PerUserPolicy string `koanf:"per_user_policy"`
+	// MaxConnections caps this node's connections; 0 means unlimited.
+	MaxConnections int `koanf:"max_connections"`
+	// PerIP caps connections from one client IP; 0 means unlimited (the
+	// default, because whole offices often share one NAT address).
+	PerIP int `koanf:"per_ip"`
+	// PerIPRate is the sustained connects per second allowed from one IP
+	// (token bucket); 0 disables it.
+	PerIPRate float64 `koanf:"per_ip_rate"`
+	// PerIPBurst is the token bucket's size.
+	PerIPBurst int `koanf:"per_ip_burst"`
+	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the
+	// client IP; from anyone else the header is ignored.
+	TrustedProxies []string `koanf:"trusted_proxies"`
+	// IdleTimeout closes connections that neither received a message nor
+	// sent one for this long; 0 disables it.
+	IdleTimeout time.Duration `koanf:"idle_timeout"`
+	// MaxLifetime ends every connection after about this long (±10%
+	// jitter) with a reconnect hint and its cursor; 0 disables it.
+	MaxLifetime time.Duration `koanf:"max_lifetime"`
+	// TokenExpiringLead is how long before its token expires an SSE client
+	// gets a token_expiring event.
+	TokenExpiringLead time.Duration `koanf:"token_expiring_lead"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -170,7 +203,8 @@ func Default() Config {
 			MaxQueueBytes:  4 << 20,
 			Writers:        64,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Limits: Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, TokenExpiringLead: 30 * time.Second},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -334,6 +368,28 @@ func (c *Config) Validate() error {
 	if c.Stream.Writers < 1 || c.Stream.Writers > 4096 {
 		bad("stream.writers", "must be between 1 and 4096, got %d", c.Stream.Writers)
 	}
+	if c.Limits.PerUser < 0 {
+		bad("limits.per_user", "must not be negative")
+	}
+	switch c.Limits.PerUserPolicy {
+	case "reject_new", "evict_oldest":
+	default:
+		bad("limits.per_user_policy", "must be reject_new or evict_oldest, got %q", c.Limits.PerUserPolicy)
+	}
+	if c.Limits.MaxConnections < 0 || c.Limits.PerIP < 0 || c.Limits.PerIPRate < 0 {
+		bad("limits", "max_connections, per_ip and per_ip_rate must not be negative")
+	}
+	if c.Limits.PerIPRate > 0 && c.Limits.PerIPBurst < 1 {
+		bad("limits.per_ip_burst", "must be at least 1 when limits.per_ip_rate is set")
+	}
+	for _, p := range c.Limits.TrustedProxies {
+		if _, err := parseCIDR(p); err != nil {
+			bad("limits.trusted_proxies", "%q is not an IP or CIDR", p)
+		}
+	}
+	if c.Limits.IdleTimeout < 0 || c.Limits.MaxLifetime < 0 || c.Limits.TokenExpiringLead < 0 {
+		bad("limits", "idle_timeout, max_lifetime and token_expiring_lead must not be negative")
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -358,4 +414,31 @@ func (c Config) Masked() Config {
 	mask(&c.API.Key)
 	mask(&c.Fanout.Redis.Password)
 	return c
+}
+
+// ParseCIDR parses "10.0.0.0/8" or a bare IP (as a /32 or /128).
+func parseCIDR(s string) (*net.IPNet, error) {
+	if _, n, err := net.ParseCIDR(s); err == nil {
+		return n, nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("invalid IP or CIDR %q", s)
+	}
+	bits := 128
+	if ip.To4() != nil {
+		ip, bits = ip.To4(), 32
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+}
+
+// TrustedProxyNets parses limits.trusted_proxies (validated by Validate).
+func (l Limits) TrustedProxyNets() []*net.IPNet {
+	var out []*net.IPNet
+	for _, p := range l.TrustedProxies {
+		if n, err := parseCIDR(p); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -2,11 +2,13 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -25,6 +27,9 @@ type PublishRequest struct {
 	// IdempotencyKey makes repeats within the window publish once.
 	IdempotencyKey string
 }
+
+// publishTimeout bounds one broker publish.
+const publishTimeout = 5 * time.Second
 
 // maxIdempotencyKey bounds idempotency keys.
 const maxIdempotencyKey = 200
@@ -152,7 +157,10 @@ type publishResult struct {
 }
 
 func (s *Server) publishOne(ctx *fasthttp.RequestCtx, r PublishRequest) (publishResult, error) {
-	res, err := s.broker.Publish(ctx, r.Channel, r.Data, fanout.PublishOptions{
+	// Not ctx itself: fasthttp recycles RequestCtx (see open).
+	pctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	res, err := s.broker.Publish(pctx, r.Channel, r.Data, fanout.PublishOptions{
 		IdempotencyKey: r.IdempotencyKey,
 		TraceParent:    string(ctx.Request.Header.Peek("traceparent")),
 	})

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ const attachTimeout = 10 * time.Second
 
 // connectRequest is what both transports learn from an accepted request.
 type connectRequest struct {
+	ip     string
 	claims auth.Claims
 	since  protocols.Cursor
 	origin string
@@ -47,6 +50,17 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, transport string, sinceParam []
 		s.reject(ctx, fasthttp.StatusForbidden, transport, "origin_not_allowed", "origin "+origin+" is not allowed")
 		return req, false
 	}
+	req.ip = s.adm.clientIP(ctx)
+	if r := s.adm.enter(req.ip, time.Now()); r != nil {
+		s.refuse(ctx, transport, r)
+		return req, false
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.adm.leave(req.ip)
+		}
+	}()
 	claims, _, err := s.auth.Authenticate(ctx)
 	if err != nil {
 		reason := "unauthorized"
@@ -63,7 +77,16 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, transport string, sinceParam []
 		return req, false
 	}
 	req.claims, req.since, req.origin = claims, cur, origin
+	ok = true
 	return req, true
+}
+
+// refuse answers an admission refusal, with Retry-After when known.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, transport string, r *refusal) {
+	if r.retryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(math.Ceil(r.retryAfter.Seconds()))))
+	}
+	s.reject(ctx, r.status, transport, r.reason, r.detail)
 }
 
 // reject answers a refused connect with a JSON error and logs why.
@@ -119,17 +142,31 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		Since:     req.since,
 		ExpiresAt: req.claims.ExpiresAt,
 		Transport: tr,
-		Remote:    ctx.RemoteAddr().String(),
+		Remote:    req.ip,
 	})
+	victim, r := s.adm.acquireUser(sess)
+	if r != nil {
+		s.adm.leave(req.ip)
+		s.refuse(ctx, tr.Name(), r)
+		return nil, false
+	}
+	if victim != nil {
+		s.log.Info("evicting oldest connection", "user", victim.UserID(), "session", victim.ID(), "limit", s.cfg.Limits.PerUser)
+		victim.Close(protocols.CloseReplaced)
+	}
 	s.hub.Add(sess)
-	if err := s.broker.Subscribe(ctx, sess.Channels()...); err != nil {
+	// fasthttp recycles its RequestCtx, so it must not become the parent of
+	// a context that may outlive the handler: use a fresh one.
+	bctx, bcancel := context.WithTimeout(context.Background(), s.env.Config.HistoryTimeout)
+	defer bcancel()
+	if err := s.broker.Subscribe(bctx, sess.Channels()...); err != nil {
 		s.hub.Remove(sess)
+		s.adm.releaseUser(sess)
+		s.adm.leave(req.ip)
 		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Name(), "broker_unavailable", err.Error())
 		return nil, false
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.env.Config.HistoryTimeout)
-	err := sess.Resume(rctx)
-	cancel()
+	err := sess.Resume(bctx)
 	if err != nil {
 		s.drop(sess)
 		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Name(), "history_unavailable", err.Error())
@@ -147,10 +184,12 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 	return sess, true
 }
 
-// drop unregisters a session that never started serving.
+// drop unregisters a subscribed session and releases its admission slots.
 func (s *Server) drop(sess *protocols.Session) {
 	s.hub.Remove(sess)
 	_ = s.broker.Unsubscribe(context.Background(), sess.Channels()...)
+	s.adm.releaseUser(sess)
+	s.adm.leave(sess.Remote())
 }
 
 // end unregisters a session whose read loop ended. It runs once per

@@ -56,7 +56,11 @@ func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
 
 // httpError answers requests fasthttp could not parse.
 func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
 	switch {
+	case errors.As(err, &small):
+		s.log.Info("request refused", "reason", "header_too_large", "remote", ctx.RemoteAddr().String())
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large", "request head larger than server.read_buffer_size")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 	default:

@@ -36,7 +36,9 @@ type Server struct {
 	upgrader websocket.FastHTTPUpgrader
 	origins  map[string]bool
 	anyOrig  bool
+	adm      *admission
 
+	done     chan struct{}
 	nextID   atomic.Uint64
 	draining atomic.Bool
 	live     sync.WaitGroup // sessions whose read loop runs
@@ -45,7 +47,7 @@ type Server struct {
 // New builds a node from cfg: the broker named by fanout.broker, the
 // verifier, the hub and the HTTP server. cfg must be validated.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, log: log, hub: NewHub()}
+	s := &Server{cfg: cfg, log: log, hub: NewHub(), adm: newAdmission(cfg.Limits), done: make(chan struct{})}
 	v, err := auth.New(auth.Config{
 		HMACSecret:     cfg.Auth.JWT.HMACSecret,
 		PublicKeyFiles: cfg.Auth.JWT.PublicKeyFiles,
@@ -82,6 +84,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			SSERetry:       cfg.Stream.SSERetry,
 			MaxQueue:       cfg.Stream.MaxQueue,
 			MaxQueueBytes:  cfg.Stream.MaxQueueBytes,
+
+			IdleTimeout:       cfg.Limits.IdleTimeout,
+			MaxLifetime:       cfg.Limits.MaxLifetime,
+			TokenExpiringLead: cfg.Limits.TokenExpiringLead,
 		}.Defaults(),
 		Writers: protocols.NewWriters(cfg.Stream.Writers),
 		History: s.broker,
@@ -118,7 +124,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		ErrorHandler:          s.httpError,
 		Logger:                slogPrintf{log},
 	}
+	go s.housekeeping()
 	return s, nil
+}
+
+// housekeeping runs periodic maintenance until Shutdown.
+func (s *Server) housekeeping() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			s.adm.sweep(now)
+		}
+	}
 }
 
 func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler) (fanout.Broker, error) {
@@ -164,7 +185,10 @@ func (s *Server) Serve(ln net.Listener) error {
 // server.reconnect_window, waits for the sessions to end, and closes the
 // broker. ctx bounds the whole shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
+	if s.draining.Swap(true) {
+		return errors.New("shutdown: already shutting down")
+	}
+	close(s.done)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.ShutdownWithContext(ctx) }()
 

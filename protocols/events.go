@@ -44,6 +44,15 @@ var (
 	CloseGoingAway = CloseReason{Reason: "going_away", WSCode: 1001}
 	// CloseProtocolError: the client broke the protocol.
 	CloseProtocolError = CloseReason{Reason: "protocol_error", WSCode: 1002}
+	// CloseReplaced: the user opened more connections than allowed and this,
+	// the oldest, was evicted. Reconnecting would evict another tab, so the
+	// client is told not to.
+	CloseReplaced = CloseReason{Reason: "replaced", WSCode: 4409, Reconnect: false, Event: true}
+	// CloseIdle: nothing was sent or received for limits.idle_timeout.
+	CloseIdle = CloseReason{Reason: "idle_timeout", WSCode: 4000, Reconnect: false, Event: true}
+	// CloseMaxLifetime: the connection reached its maximum lifetime;
+	// reconnect and resume from the cursor in the final event.
+	CloseMaxLifetime = CloseReason{Reason: "max_lifetime", WSCode: 4001, Reconnect: true, Event: true}
 	// CloseInternal: an internal error (for example history unavailable
 	// during resume); the client should retry.
 	CloseInternal = CloseReason{Reason: "internal_error", WSCode: 1011, Reconnect: true, Event: true}
@@ -83,6 +92,14 @@ func StreamResetEvent(channel, reason string) []byte {
 	b = appendJSONString(b, reason)
 	b = append(b, `,"channel":`...)
 	b = appendJSONString(b, channel)
+	return append(b, '}')
+}
+
+// TokenExpiringEvent warns that the token expires at exp: reconnect (SSE)
+// or refresh (WebSocket) with a new one before then.
+func TokenExpiringEvent(exp time.Time) []byte {
+	b := []byte(`{"type":"token_expiring","expires_at":`)
+	b = strconv.AppendInt(b, exp.Unix(), 10)
 	return append(b, '}')
 }
 

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,16 @@ type Config struct {
 	MaxQueueBytes int
 	// HistoryTimeout bounds a history read during resume (default 5s).
 	HistoryTimeout time.Duration
+	// IdleTimeout closes a connection that neither received a message nor
+	// sent one for this long (keepalives do not count); 0 disables it.
+	IdleTimeout time.Duration
+	// MaxLifetime ends a connection after about this long (±10% jitter so
+	// reconnects spread out) with a reconnect hint; 0 disables it.
+	MaxLifetime time.Duration
+	// TokenExpiringLead is how long before the token's expiry the client
+	// gets a token_expiring event (SSE, and WebSocket in envelope format);
+	// 0 disables the event.
+	TokenExpiringLead time.Duration
 }
 
 // Defaults returns c with zero fields set to their defaults.
@@ -157,13 +168,18 @@ type Session struct {
 	closed     bool
 	reason     CloseReason
 	keepalive  *time.Timer
-	expiry     *time.Timer
-	expiresAt  time.Time
+	// life fires at the next lifetime event: token_expiring, token expiry,
+	// or the end of the maximum lifetime. One timer serves all three.
+	life         *time.Timer
+	expiresAt    time.Time
+	lifetimeEnd  time.Time
+	expiringSent bool
 
-	lastWrite atomic.Int64 // unix nanos
-	ended     atomic.Bool
-	finished  chan struct{}
-	connected time.Time
+	lastWrite    atomic.Int64 // unix nanos
+	lastActivity atomic.Int64 // unix nanos of the last message either way
+	ended        atomic.Bool
+	finished     chan struct{}
+	connected    time.Time
 }
 
 // NewSession creates a session that is not yet attached to a socket.
@@ -182,6 +198,12 @@ func (s *Session) ID() uint64 { return s.opts.ID }
 
 // UserID returns the authenticated user id.
 func (s *Session) UserID() string { return s.opts.UserID }
+
+// Remote returns the client address given in Options.
+func (s *Session) Remote() string { return s.opts.Remote }
+
+// Connected returns when the session was created.
+func (s *Session) Connected() time.Time { return s.connected }
 
 // Channels returns the channels the session receives. The slice must not
 // be modified.
@@ -280,9 +302,13 @@ func (s *Session) Attach(conn net.Conn) {
 		interval = s.env.Config.WSPingInterval
 	}
 	s.keepalive = time.AfterFunc(interval, func() { s.onKeepalive(interval) })
-	if !s.opts.ExpiresAt.IsZero() {
-		s.setExpiryLocked(s.opts.ExpiresAt)
+	s.lastActivity.Store(time.Now().UnixNano())
+	if lt := s.env.Config.MaxLifetime; lt > 0 {
+		jitter := time.Duration(rand.Int64N(int64(lt)/5+1)) - lt/10
+		s.lifetimeEnd = time.Now().Add(lt + jitter)
 	}
+	s.expiresAt = s.opts.ExpiresAt
+	s.armLifeLocked()
 	sched := s.scheduleLocked()
 	s.mu.Unlock()
 	if sched {
@@ -292,11 +318,77 @@ func (s *Session) Attach(conn net.Conn) {
 
 func (s *Session) setExpiryLocked(t time.Time) {
 	s.expiresAt = t
-	d := time.Until(t)
-	if s.expiry == nil {
-		s.expiry = time.AfterFunc(d, func() { s.Close(CloseTokenExpired) })
+	s.expiringSent = false
+	s.armLifeLocked()
+}
+
+// expiringAt is when token_expiring is due (zero when not applicable).
+func (s *Session) expiringAtLocked() time.Time {
+	lead := s.env.Config.TokenExpiringLead
+	if lead <= 0 || s.expiringSent || s.expiresAt.IsZero() || !s.wantsExpiring() {
+		return time.Time{}
+	}
+	return s.expiresAt.Add(-lead)
+}
+
+// wantsExpiring: SSE clients cannot refresh in band, so they are told to
+// reconnect with a new token; envelope WebSocket clients (SDKs) may refresh.
+// The guide's raw WebSocket format gets no extra message type.
+func (s *Session) wantsExpiring() bool {
+	switch t := s.tr.(type) {
+	case SSETransport:
+		return true
+	case WSTransport:
+		return t.Format == WSEnvelope
+	}
+	return false
+}
+
+// armLifeLocked sets the life timer to the earliest pending event.
+func (s *Session) armLifeLocked() {
+	var next time.Time
+	for _, t := range []time.Time{s.expiringAtLocked(), s.expiresAt, s.lifetimeEnd} {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if next.IsZero() {
+		return
+	}
+	d := time.Until(next)
+	if s.life == nil {
+		s.life = time.AfterFunc(d, s.onLife)
 	} else {
-		s.expiry.Reset(d)
+		s.life.Reset(d)
+	}
+}
+
+func (s *Session) onLife() {
+	now := time.Now()
+	s.mu.Lock()
+	if s.closing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	switch {
+	case !s.expiresAt.IsZero() && !now.Before(s.expiresAt):
+		s.mu.Unlock()
+		s.Close(CloseTokenExpired)
+		return
+	case !s.lifetimeEnd.IsZero() && !now.Before(s.lifetimeEnd):
+		s.mu.Unlock()
+		s.Close(CloseMaxLifetime)
+		return
+	}
+	var ev []byte
+	if at := s.expiringAtLocked(); !at.IsZero() && !now.Before(at) {
+		s.expiringSent = true
+		ev = TokenExpiringEvent(s.expiresAt)
+	}
+	s.armLifeLocked()
+	s.mu.Unlock()
+	if ev != nil {
+		s.SendEvent(ev)
 	}
 }
 
@@ -314,6 +406,10 @@ func (s *Session) onKeepalive(interval time.Duration) {
 	// fresh.
 	if s.tr.Name() == "ws" || time.Since(time.Unix(0, last)) >= interval/2 {
 		s.enqueue(item{kind: itemKeepalive})
+	}
+	if idle := s.env.Config.IdleTimeout; idle > 0 && time.Since(time.Unix(0, s.lastActivity.Load())) >= idle {
+		s.Close(CloseIdle)
+		return
 	}
 	s.mu.Lock()
 	if !s.closed && !s.closing {
@@ -431,8 +527,8 @@ func (s *Session) terminate() {
 	if s.keepalive != nil {
 		s.keepalive.Stop()
 	}
-	if s.expiry != nil {
-		s.expiry.Stop()
+	if s.life != nil {
+		s.life.Stop()
 	}
 	conn := s.conn
 	s.mu.Unlock()
@@ -470,6 +566,10 @@ func (s *Session) Attached() bool {
 // MarkEnded records that the owner has released the session; it returns
 // true only for the first call, so cleanup runs once.
 func (s *Session) MarkEnded() bool { return s.ended.CompareAndSwap(false, true) }
+
+// Touch records client activity (a message from the client) for the idle
+// timeout.
+func (s *Session) Touch() { s.lastActivity.Store(time.Now().UnixNano()) }
 
 // Done is closed once the session's socket is closed.
 func (s *Session) Done() <-chan struct{} { return s.finished }
@@ -571,6 +671,7 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 			}
 			st.pos = m.Pos
 			buf = s.tr.AppendMessage(buf, m, s.appendCursorLocked(cur[:0]))
+			s.lastActivity.Store(time.Now().UnixNano())
 		case itemEvent:
 			buf = s.tr.AppendEvent(buf, it.b, s.appendCursorLocked(cur[:0]))
 		case itemRaw:

@@ -47,6 +47,7 @@ func (s *Session) ServeWS(c *websocket.Conn) {
 			s.readError(err)
 			break
 		}
+		s.Touch()
 		msg, action, reply := ParseInbound(data)
 		switch action {
 		case ActionReply:

@@ -1,0 +1,220 @@
+package edge
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/heraldrt/herald/config"
+)
+
+func TestPerUserLimitRejectNew(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.PerUser = 3 })
+	tok := token(t, "42", time.Hour)
+	for i := range 3 {
+		if i%2 == 0 {
+			readWS(t, ts.mustWS(t, q("token", tok)))
+		} else {
+			ts.mustSSE(t, q("token", tok), "").next(t)
+		}
+	}
+	_, resp, err := ts.dialWS(t, q("token", tok), nil)
+	if err == nil || resp == nil || resp.StatusCode != 429 {
+		t.Fatalf("4th ws: %v %v", err, resp)
+	}
+	_, sresp, _ := ts.openSSE(t, q("token", tok), "")
+	if sresp == nil || sresp.StatusCode != 429 {
+		t.Fatalf("4th sse: %v", sresp)
+	}
+	// Another user is unaffected.
+	readWS(t, ts.mustWS(t, q("token", token(t, "43", time.Hour))))
+}
+
+func TestPerUserLimitEvictOldest(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.PerUser = 2; c.Limits.PerUserPolicy = "evict_oldest" })
+	tok := token(t, "42", time.Hour)
+	oldest := ts.mustWS(t, q("token", tok))
+	readWS(t, oldest)
+	second := ts.mustSSE(t, q("token", tok), "")
+	second.next(t)
+	third := ts.mustWS(t, q("token", tok))
+	readWS(t, third)
+
+	_ = oldest.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var sawEvent bool
+	for {
+		_, b, err := oldest.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, 4409) {
+				t.Fatalf("oldest: want close 4409, got %v", err)
+			}
+			break
+		}
+		sawEvent = sawEvent || strings.Contains(string(b), `"reason":"replaced","reconnect":false`)
+	}
+	if !sawEvent {
+		t.Fatal("oldest got no replaced event")
+	}
+	// The two newer ones still receive.
+	ts.publishTo(t, "42", `{"n":1}`)
+	if string(readWS(t, third)) != `{"n":1}` || second.next(t).Data != `{"n":1}` {
+		t.Fatal("newer connections do not receive")
+	}
+}
+
+func TestPerIPLimitsAndTrustedProxy(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) {
+		c.Limits.PerIP = 2
+		c.Limits.TrustedProxies = []string{"127.0.0.1"}
+	})
+	xff := func(ip string) map[string][]string { return map[string][]string{"X-Forwarded-For": {"6.6.6.6, " + ip}} }
+	for range 2 {
+		c, _, err := ts.dialWS(t, q("token", token(t, "a", time.Hour)), xff("10.1.1.1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readWS(t, c)
+	}
+	_, resp, err := ts.dialWS(t, q("token", token(t, "b", time.Hour)), xff("10.1.1.1"))
+	if err == nil || resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("3rd from one IP: %v %v", err, resp)
+	}
+	// A different forwarded client is a different IP: the forged left-most
+	// 6.6.6.6 is ignored.
+	c, _, err := ts.dialWS(t, q("token", token(t, "b", time.Hour)), xff("10.1.1.2"))
+	if err != nil {
+		t.Fatalf("other client behind the proxy: %v", err)
+	}
+	readWS(t, c)
+}
+
+func TestPerIPRateLimit(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.PerIPRate = 1; c.Limits.PerIPBurst = 3 })
+	var refused int
+	var retry string
+	for range 6 {
+		c, resp, err := ts.dialWS(t, q("token", token(t, "r", time.Hour)), nil)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if resp == nil || resp.StatusCode != 429 {
+			t.Fatalf("want 429, got %v %v", err, resp)
+		}
+		refused++
+		retry = resp.Header.Get("Retry-After")
+	}
+	if refused < 2 || retry == "" {
+		t.Fatalf("refused %d of 6 at burst 3 (Retry-After %q)", refused, retry)
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.MaxConnections = 1 })
+	readWS(t, ts.mustWS(t, q("token", token(t, "a", time.Hour))))
+	_, resp, err := ts.dialWS(t, q("token", token(t, "b", time.Hour)), nil)
+	if err == nil || resp.StatusCode != 503 {
+		t.Fatalf("over max_connections: %v %v", err, resp)
+	}
+}
+
+// TestAdmissionCountersReturnToZero: slots are released on every path.
+func TestAdmissionCountersReturnToZero(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.PerIP = 100 })
+	for i := range 20 {
+		switch i % 3 {
+		case 0:
+			c := ts.mustWS(t, q("token", token(t, fmt.Sprint(i), time.Hour)))
+			readWS(t, c)
+			c.Close()
+		case 1:
+			c := ts.mustSSE(t, q("token", token(t, fmt.Sprint(i), time.Hour)), "")
+			c.next(t)
+			c.resp.Body.Close()
+		case 2:
+			ts.dialWS(t, q("token", "bad"), nil) // refused after enter
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.srv.adm.total.Load() != 0 || ts.srv.hub.Len() != 0 || len(ts.srv.adm.users) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("total %d, hub %d, users %d", ts.srv.adm.total.Load(), ts.srv.hub.Len(), len(ts.srv.adm.users))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) {
+		c.Limits.IdleTimeout = 600 * time.Millisecond
+		c.Stream.SSEHeartbeat = 200 * time.Millisecond
+	})
+	s := ts.mustSSE(t, q("token", token(t, "i", time.Hour)), "")
+	s.next(t)
+	evs := s.ended(t)
+	if len(evs) == 0 || !strings.Contains(evs[len(evs)-1].Data, `"reason":"idle_timeout"`) {
+		t.Fatalf("idle end: %+v", evs)
+	}
+}
+
+// TestMaxLifetimeResumesWithoutLoss: a connection ended for max_lifetime
+// carries its cursor in the final event; resuming from it loses nothing.
+func TestMaxLifetimeResumesWithoutLoss(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.MaxLifetime = time.Second })
+	tok := token(t, "l", time.Hour)
+	s := ts.mustSSE(t, q("token", tok), "")
+	s.next(t)
+	ts.publishTo(t, "l", `{"n":1}`)
+	evs := s.ended(t)
+	last := evs[len(evs)-1]
+	if !strings.Contains(last.Data, `"reason":"max_lifetime","reconnect":true`) || last.ID == "" {
+		t.Fatalf("lifetime end: %+v", evs)
+	}
+	ts.publishTo(t, "l", `{"n":2}`)
+	s2 := ts.mustSSE(t, q("token", tok), last.ID)
+	s2.next(t)
+	if ev := s2.next(t); ev.Data != `{"n":2}` {
+		t.Fatalf("after lifetime reconnect got %s", ev.Data)
+	}
+}
+
+func TestSSETokenExpiring(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.TokenExpiringLead = 2 * time.Second })
+	s := ts.mustSSE(t, q("token", token(t, "x", 3*time.Second)), "")
+	s.next(t)
+	_, ev := s.nextJSON(t)
+	if ev["type"] != "token_expiring" || ev["expires_at"] == nil {
+		t.Fatalf("want token_expiring, got %v", ev)
+	}
+}
+
+// TestSlowlorisHandshake: a client that opens TCP and trickles a request
+// head is closed after the handshake timeout.
+func TestSlowlorisHandshake(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Server.HandshakeTimeout = 500 * time.Millisecond })
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	_, _ = c.Write([]byte("GET /sse/notifications/ HTTP/1.1\r\nHost: x\r\n"))
+	go func() {
+		for range 20 {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := c.Write([]byte("X-A: b\r\n")); err != nil {
+				return
+			}
+		}
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = bufio.NewReader(c).ReadString('\n')
+	if d := time.Since(start); err == nil && d > 3*time.Second || d > 3*time.Second {
+		t.Fatalf("trickling client kept for %s (err %v)", d, err)
+	}
+}
