@@ -27,6 +27,22 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
 	case "/readyz":
 		s.handleReady(ctx)
+	case "/":
+		if s.cfg.Dev.Enabled {
+			s.handleDemoPage(ctx)
+			return
+		}
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint (the demo page needs dev.enabled)")
+	case "/dev/token", "/dev/demo/upload":
+		if !s.cfg.Dev.Enabled || !ctx.IsPost() {
+			writeError(ctx, fasthttp.StatusNotFound, "not_found", "development endpoints need dev.enabled and POST")
+			return
+		}
+		if string(ctx.Path()) == "/dev/token" {
+			s.handleDevToken(ctx)
+		} else {
+			s.handleDemoUpload(ctx)
+		}
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
 	}
