@@ -179,3 +179,32 @@ func TestRedisSubscriptionsReturnToZero(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestRedisClusterNodes: two Herald nodes on a 3-master Redis Cluster
+// (sharded pub/sub): a publish on one reaches clients on the other.
+func TestRedisClusterNodes(t *testing.T) {
+	seeds := redistest.StartCluster(t, 3)
+	var nodes []*testServer
+	for range 2 {
+		nodes = append(nodes, startServer(t, func(c *config.Config) {
+			c.Fanout.Broker = "redis"
+			c.Fanout.Redis.Cluster = seeds
+			c.Fanout.Redis.Prefix = "e2ec:"
+		}))
+	}
+	for i := range 8 {
+		user := fmt.Sprint("cu", i)
+		ws := nodes[1].mustWS(t, q("token", token(t, user, time.Hour)))
+		readWS(t, ws)
+		nodes[0].publishTo(t, user, fmt.Sprintf(`{"to":%q}`, user))
+		if got := string(readWS(t, ws)); got != fmt.Sprintf(`{"to":%q}`, user) {
+			t.Fatalf("%s got %s", user, got)
+		}
+	}
+	sse := nodes[0].mustSSE(t, q("token", token(t, "cu0", time.Hour)), "")
+	sse.next(t)
+	nodes[1].publish(t, `{"channel":"broadcast","data":{"all":1}}`)
+	if ev := sse.next(t); ev.Data != `{"all":1}` {
+		t.Fatalf("broadcast over cluster: %s", ev.Data)
+	}
+}
