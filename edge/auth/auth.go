@@ -1,17 +1,29 @@
-// Package auth authenticates the users who connect to Herald: it finds a
-// JWT in the request (query parameter, Authorization: Bearer, or cookie)
-// and verifies it with the configured HMAC secret or public keys.
+// Package auth authenticates the browsers that connect to Herald.
+//
+// A connection carries a JWT issued by the application backend, in the
+// query string, an "Authorization: Bearer" header or a cookie. A Verifier
+// finds it, checks its signature with the configured HMAC secret or public
+// keys, checks exp (required), nbf, iat, aud and iss, and extracts the user
+// id and the extra channels the token grants.
+//
+// Algorithms are derived from the configured keys: HS256/384/512 need
+// auth.jwt.hmac_secret, RS*/PS* an RSA public key, ES256/384/512 an ECDSA
+// key on P-256/P-384/P-521, EdDSA an Ed25519 key. A token whose algorithm has
+// no configured key, "none" included, is refused before any signature check,
+// and a token is only ever checked against keys of its algorithm's family,
+// so an RSA public key can never be used as an HMAC secret.
+//
+// Every refusal is an *Error whose Reason is a short stable code (the
+// Reason* constants) meant for logs, metrics and the JSON error body.
 package auth
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,37 +34,73 @@ import (
 	"github.com/heraldrt/herald/fanout"
 )
 
-// Reasons are short stable codes for why a token was refused; they appear
-// in logs, metrics and the JSON error body.
+// Reasons are the stable codes of *Error. They appear in logs, metrics
+// labels and the "error" field of the JSON body of a refused connection.
 const (
-	ReasonMissingToken   = "missing_token"
-	ReasonMalformed      = "malformed_token"
-	ReasonUnsupportedAlg = "unsupported_algorithm"
-	ReasonBadSignature   = "invalid_signature"
-	ReasonExpired        = "token_expired"
-	ReasonNotYetValid    = "token_not_yet_valid"
-	ReasonMissingExp     = "missing_exp"
-	ReasonMissingUser    = "missing_user"
-	ReasonBadAudience    = "invalid_audience"
-	ReasonBadIssuer      = "invalid_issuer"
-	ReasonBadChannels    = "invalid_channels"
+	// ReasonMissingToken means the request carries no token.
+	ReasonMissingToken = "missing_token"
+	// ReasonMalformedToken means the token is not a well-formed JWS, is
+	// longer than MaxTokenLen, has a "crit" header, or has a registered
+	// claim (exp, nbf, iat, aud, iss) of the wrong type or out of range.
+	ReasonMalformedToken = "malformed_token"
+	// ReasonUnsupportedAlgorithm means the token's "alg" is missing,
+	// "none", unknown, or of a family with no configured key.
+	ReasonUnsupportedAlgorithm = "unsupported_algorithm"
+	// ReasonInvalidSignature means the signature verifies with no
+	// configured key of the token's algorithm.
+	ReasonInvalidSignature = "invalid_signature"
+	// ReasonTokenExpired means "exp" is past, beyond the leeway.
+	ReasonTokenExpired = "token_expired"
+	// ReasonTokenNotYetValid means "nbf" or "iat" is in the future, beyond
+	// the leeway.
+	ReasonTokenNotYetValid = "token_not_yet_valid"
+	// ReasonMissingExp means the token has no "exp" claim.
+	ReasonMissingExp = "missing_exp"
+	// ReasonMissingUser means the user claim is absent, empty, not a
+	// string or integer, longer than MaxUserIDLen, or has characters
+	// outside [A-Za-z0-9_-.@=+].
+	ReasonMissingUser = "missing_user"
+	// ReasonInvalidAudience means an audience is configured and "aud" is
+	// absent or lacks it.
+	ReasonInvalidAudience = "invalid_audience"
+	// ReasonInvalidIssuer means an issuer is configured and "iss" is
+	// absent or differs.
+	ReasonInvalidIssuer = "invalid_issuer"
+	// ReasonInvalidChannels means the "channels" claim is not a list of
+	// valid channel names (fanout.ValidChannel) or has more than
+	// MaxChannels entries.
+	ReasonInvalidChannels = "invalid_channels"
 )
 
-// MaxTokenLen bounds the token size accepted, before any parsing.
-const MaxTokenLen = 8 << 10
+const (
+	// MaxTokenLen is the longest token accepted, in bytes. Longer tokens
+	// are refused as malformed before any decoding.
+	MaxTokenLen = 8 << 10
+	// MaxChannels is the most channels one token's "channels" claim may
+	// grant.
+	MaxChannels = 32
+	// MaxUserIDLen is the longest user id accepted, in bytes.
+	MaxUserIDLen = 128
+	// MinSecretLen is the shortest HMAC secret accepted, in bytes.
+	MinSecretLen = 32
+	// DefaultLeeway is the clock skew tolerated when Config.Leeway is zero.
+	DefaultLeeway = 5 * time.Second
+)
 
-// maxChannels bounds the channels one token may grant.
-const maxChannels = 32
+// maxNumericDate bounds exp, nbf and iat (seconds, either side of the
+// epoch): the last second of year 9999. Larger values overflow time.Time
+// conversions.
+const maxNumericDate = 253402300799
 
-// maxUserIDLen bounds the user id; it becomes the channel "user:<id>".
-const maxUserIDLen = 128
-
-// Error is a refused token with its reason.
+// Error is a refused token. Verify and Authenticate return it as *Error.
 type Error struct {
+	// Reason is one of the Reason* constants.
 	Reason string
-	Err    error
+	// Err is the detail, for logs; it may be nil.
+	Err error
 }
 
+// Error returns the reason followed by the detail.
 func (e *Error) Error() string {
 	if e.Err == nil {
 		return e.Reason
@@ -60,74 +108,98 @@ func (e *Error) Error() string {
 	return e.Reason + ": " + e.Err.Error()
 }
 
-// Unwrap returns the underlying error.
+// Unwrap returns the detail error.
 func (e *Error) Unwrap() error { return e.Err }
 
-func fail(reason string, err error) error { return &Error{Reason: reason, Err: err} }
+func fail(reason string, err error) *Error { return &Error{Reason: reason, Err: err} }
 
 // Config configures token verification. Zero values mean the documented
 // defaults.
 type Config struct {
-	// HMACSecret enables HS256/HS384/HS512; at least 32 bytes.
+	// HMACSecret enables HS256, HS384 and HS512. When set it must be at
+	// least MinSecretLen bytes.
 	HMACSecret string
-	// PublicKeyFiles are PEM public keys (or certificates): RSA enables
-	// RS256/384/512 and PS256/384/512, ECDSA ES256/384/512, Ed25519 EdDSA.
-	// A key's id is its file name without extension, matched against the
-	// token's "kid".
+	// PublicKeyFiles are PEM files holding a public key ("PUBLIC KEY" or
+	// "RSA PUBLIC KEY") or a certificate; the first such block of a file is
+	// used. An RSA key (at least 2048 bits) enables RS256/384/512 and
+	// PS256/384/512, an ECDSA key ES256 (P-256), ES384 (P-384) or ES512
+	// (P-521), an Ed25519 key EdDSA. A key's id is its file's base name
+	// without extension; a token whose header "kid" equals it is checked
+	// against that key only, any other token against every key of its
+	// algorithm. Ids must be unique.
 	PublicKeyFiles []string
-	// Audience, when set, must be in the token's "aud".
+	// Audience, when set, must be one of the token's "aud" values.
 	Audience string
 	// Issuer, when set, must equal the token's "iss".
 	Issuer string
-	// Leeway is the clock skew tolerated on exp, nbf and iat (default 5s).
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Zero means
+	// DefaultLeeway; it must not be negative (use 1ns for "none").
 	Leeway time.Duration
-	// UserClaim names the claim with the user id (default "sub").
+	// UserClaim names the claim holding the user id; default "sub" (use
+	// "user_id" for djangorestframework-simplejwt tokens). The claim may be
+	// a string or an integral JSON number.
 	UserClaim string
-	// CookieName is the cookie a token may come in (default "herald_token").
+	// CookieName is the cookie a token may be sent in; default
+	// "herald_token".
 	CookieName string
-	// QueryParam is the query parameter a token may come in (default
-	// "token").
+	// QueryParam is the query parameter a token may be sent in; default
+	// "token".
 	QueryParam string
 }
 
 // Claims is what Herald takes from a verified token.
 type Claims struct {
-	// UserID identifies the user; the connection receives "user:<UserID>".
+	// UserID identifies the user: 1 to MaxUserIDLen bytes of
+	// [A-Za-z0-9_-.@=+]. The connection receives the channel
+	// "user:<UserID>".
 	UserID string
-	// Channels are extra channels the token grants.
+	// Channels are the extra channels the token's "channels" claim grants,
+	// each a valid fanout channel name, in token order without repeats;
+	// nil when the claim is absent.
 	Channels []string
-	// ExpiresAt is the token's expiry; the connection ends then.
+	// ExpiresAt is the token's "exp"; the connection ends then.
 	ExpiresAt time.Time
 }
 
-// Source says where a token was found.
+// Source says where TokenFromRequest found a token.
 type Source string
 
 // Token sources.
 const (
-	SourceNone   Source = ""
-	SourceQuery  Source = "query"
+	// SourceNone means no token was found.
+	SourceNone Source = ""
+	// SourceQuery is the Config.QueryParam query parameter.
+	SourceQuery Source = "query"
+	// SourceHeader is an "Authorization: Bearer" header.
 	SourceHeader Source = "header"
+	// SourceCookie is the Config.CookieName cookie.
 	SourceCookie Source = "cookie"
 )
 
-type pubKey struct {
-	id  string
-	key any
+// algKeys are the keys that verify one algorithm: the HMAC secret for the
+// HS family, public keys for the others.
+type algKeys struct {
+	hmac []byte
+	set  jwt.VerificationKeySet
+	byID map[string]jwt.VerificationKey
 }
 
-// Verifier verifies tokens. It is safe for concurrent use.
+// Verifier verifies tokens. Build it with New; it is safe for concurrent
+// use.
 type Verifier struct {
 	cfg    Config
-	secret []byte
-	keys   []pubKey
 	parser *jwt.Parser
+	algs   map[string]*algKeys // by JWS "alg"; only algorithms with a key
 }
 
-// New builds a Verifier, loading the key files.
+// New builds a Verifier from cfg, applying the defaults and loading the key
+// files. Errors name the offending configuration key.
 func New(cfg Config) (*Verifier, error) {
 	if cfg.Leeway == 0 {
-		cfg.Leeway = 5 * time.Second
+		cfg.Leeway = DefaultLeeway
+	}
+	if cfg.Leeway < 0 {
+		return nil, fmt.Errorf("auth.jwt.leeway: must not be negative, got %s", cfg.Leeway)
 	}
 	if cfg.UserClaim == "" {
 		cfg.UserClaim = "sub"
@@ -141,40 +213,50 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.HMACSecret == "" && len(cfg.PublicKeyFiles) == 0 {
 		return nil, errors.New("auth.jwt: configure hmac_secret or public_key_files")
 	}
-	if cfg.HMACSecret != "" && len(cfg.HMACSecret) < 32 {
-		return nil, fmt.Errorf("auth.jwt.hmac_secret: must be at least 32 bytes, got %d", len(cfg.HMACSecret))
+	if cfg.HMACSecret != "" && len(cfg.HMACSecret) < MinSecretLen {
+		return nil, fmt.Errorf("auth.jwt.hmac_secret: must be at least %d bytes, got %d", MinSecretLen, len(cfg.HMACSecret))
 	}
-	v := &Verifier{cfg: cfg}
-	var methods []string
+	cfg.PublicKeyFiles = slices.Clone(cfg.PublicKeyFiles)
+
+	v := &Verifier{cfg: cfg, algs: make(map[string]*algKeys)}
+	bucket := func(alg string) *algKeys {
+		ks := v.algs[alg]
+		if ks == nil {
+			ks = &algKeys{byID: make(map[string]jwt.VerificationKey)}
+			v.algs[alg] = ks
+		}
+		return ks
+	}
 	if cfg.HMACSecret != "" {
-		v.secret = []byte(cfg.HMACSecret)
-		methods = append(methods, "HS256", "HS384", "HS512")
+		for _, alg := range []string{"HS256", "HS384", "HS512"} {
+			bucket(alg).hmac = []byte(cfg.HMACSecret)
+		}
 	}
-	var hasRSA, hasEC, hasEd bool
+	ids := make(map[string]int)
 	for i, path := range cfg.PublicKeyFiles {
 		k, err := loadPublicKey(path)
 		if err != nil {
 			return nil, fmt.Errorf("auth.jwt.public_key_files[%d]: %s: %w", i, path, err)
 		}
-		v.keys = append(v.keys, k)
-		switch k.key.(type) {
-		case *rsa.PublicKey:
-			hasRSA = true
-		case *ecdsa.PublicKey:
-			hasEC = true
-		case ed25519.PublicKey:
-			hasEd = true
+		if j, dup := ids[k.id]; dup {
+			return nil, fmt.Errorf("auth.jwt.public_key_files[%d]: %s: key id %q is already used by public_key_files[%d]", i, path, k.id, j)
+		}
+		ids[k.id] = i
+		for _, alg := range k.algs {
+			if !keyFits(jwt.GetSigningMethod(alg), k.key) {
+				return nil, fmt.Errorf("auth.jwt.public_key_files[%d]: %s: internal error: %T cannot verify %s", i, path, k.key, alg)
+			}
+			ks := bucket(alg)
+			ks.set.Keys = append(ks.set.Keys, k.key)
+			ks.byID[k.id] = k.key
 		}
 	}
-	if hasRSA {
-		methods = append(methods, "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+	methods := make([]string, 0, len(v.algs))
+	for alg := range v.algs {
+		methods = append(methods, alg)
 	}
-	if hasEC {
-		methods = append(methods, "ES256", "ES384", "ES512")
-	}
-	if hasEd {
-		methods = append(methods, "EdDSA")
-	}
+	slices.Sort(methods)
+
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(methods),
 		jwt.WithExpirationRequired(),
@@ -192,205 +274,356 @@ func New(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
-// keyFunc picks the verification key for a token by its algorithm family
-// (so an HS token is never checked against a public key: no key confusion)
-// and, among public keys of that family, by "kid" when it matches.
+var (
+	errNoKey    = errors.New("no key configured for this algorithm")
+	errCritical = errors.New(`"crit" header parameters are not supported`)
+)
+
+// keyFunc picks the verification key(s) for a token. The parser has
+// already refused algorithms without a key (WithValidMethods); keyFunc
+// checks again by method type: an HMAC method only ever gets the HMAC
+// secret and the other methods only public keys that fit them (keyFits,
+// also enforced by New when it files keys under algorithms), so a public
+// key is never used as an HMAC secret. The "kid" header is only a map key:
+// it selects the key file of that id when that key fits the token's
+// algorithm; otherwise every key of the algorithm is tried.
 func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
-	switch t.Method.(type) {
-	case *jwt.SigningMethodHMAC:
-		if v.secret == nil {
-			return nil, errNoKey
-		}
-		return v.secret, nil
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errCritical
 	}
-	var candidates []jwt.VerificationKey
-	for _, k := range v.keys {
-		if keyMatches(t.Method, k.key) {
-			candidates = append(candidates, k.key)
-		}
-	}
-	if len(candidates) == 0 {
+	ks := v.algs[t.Method.Alg()]
+	if ks == nil {
 		return nil, errNoKey
 	}
-	if kid, _ := t.Header["kid"].(string); kid != "" {
-		for _, k := range v.keys {
-			if k.id == kid && keyMatches(t.Method, k.key) {
-				return k.key, nil
-			}
+	if _, ok := t.Method.(*jwt.SigningMethodHMAC); ok {
+		if ks.hmac == nil {
+			return nil, errNoKey
+		}
+		return ks.hmac, nil
+	}
+	if kid, ok := t.Header["kid"].(string); ok {
+		if k, ok := ks.byID[kid]; ok && keyFits(t.Method, k) {
+			return k, nil
 		}
 	}
-	return jwt.VerificationKeySet{Keys: candidates}, nil
-}
-
-var errNoKey = errors.New("no key configured for this algorithm")
-
-func keyMatches(m jwt.SigningMethod, key any) bool {
-	switch m.(type) {
-	case *jwt.SigningMethodRSA, *jwt.SigningMethodRSAPSS:
-		_, ok := key.(*rsa.PublicKey)
-		return ok
-	case *jwt.SigningMethodECDSA:
-		_, ok := key.(*ecdsa.PublicKey)
-		return ok
-	case *jwt.SigningMethodEd25519:
-		_, ok := key.(ed25519.PublicKey)
-		return ok
+	switch len(ks.set.Keys) {
+	case 0:
+		return nil, errNoKey
+	case 1:
+		if k := ks.set.Keys[0]; keyFits(t.Method, k) {
+			return k, nil
+		}
+		return nil, errNoKey
 	}
-	return false
+	return ks.set, nil
 }
 
-// Verify checks a token and returns its claims, or an *Error.
+// Verify checks token and returns its claims. A refused token yields an
+// *Error.
 func (v *Verifier) Verify(token string) (Claims, error) {
 	if token == "" {
-		return Claims{}, fail(ReasonMissingToken, nil)
+		return Claims{}, fail(ReasonMissingToken, errors.New("empty token"))
 	}
 	if len(token) > MaxTokenLen {
-		return Claims{}, fail(ReasonMalformed, fmt.Errorf("token longer than %d bytes", MaxTokenLen))
+		return Claims{}, fail(ReasonMalformedToken, fmt.Errorf("token is %d bytes, longer than %d", len(token), MaxTokenLen))
 	}
 	mc := jwt.MapClaims{}
-	_, err := v.parser.ParseWithClaims(token, mc, v.keyFunc)
+	tok, err := v.parser.ParseWithClaims(token, mc, v.keyFunc)
 	if err != nil {
-		return Claims{}, classify(err)
+		return Claims{}, v.classify(tok, mc, err)
 	}
-	var c Claims
+	for _, name := range [...]string{"exp", "nbf", "iat"} {
+		if err := dateInRange(mc, name); err != nil {
+			return Claims{}, fail(ReasonMalformedToken, err)
+		}
+	}
 	exp, err := mc.GetExpirationTime()
 	if err != nil || exp == nil {
 		return Claims{}, fail(ReasonMissingExp, err)
 	}
+	var c Claims
 	c.ExpiresAt = exp.Time
-	c.UserID, err = userID(mc[v.cfg.UserClaim])
-	if err != nil {
+	if c.UserID, err = userID(mc[v.cfg.UserClaim]); err != nil {
 		return Claims{}, fail(ReasonMissingUser, fmt.Errorf("claim %q: %w", v.cfg.UserClaim, err))
 	}
-	c.Channels, err = channels(mc["channels"])
-	if err != nil {
-		return Claims{}, fail(ReasonBadChannels, err)
+	if c.Channels, err = channels(mc["channels"]); err != nil {
+		return Claims{}, fail(ReasonInvalidChannels, err)
 	}
 	return c, nil
 }
 
-func classify(err error) error {
+// classify maps a jwt parse error to an *Error. tok and mc are what the
+// parser managed to decode.
+func (v *Verifier) classify(tok *jwt.Token, mc jwt.MapClaims, err error) *Error {
 	switch {
+	case errors.Is(err, errCritical):
+		return fail(ReasonMalformedToken, err)
 	case errors.Is(err, errNoKey):
-		return fail(ReasonUnsupportedAlg, err)
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		// An algorithm outside WithValidMethods also reports this.
-		if strings.Contains(err.Error(), "signing method") {
-			return fail(ReasonUnsupportedAlg, err)
-		}
-		return fail(ReasonBadSignature, err)
+		return fail(ReasonUnsupportedAlgorithm, err)
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return fail(ReasonMalformedToken, err)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return fail(ReasonUnsupportedAlg, err)
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		// "alg" missing or not a known algorithm.
+		return fail(ReasonUnsupportedAlgorithm, err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		// The parser reports an algorithm outside WithValidMethods (such
+		// as "none") as a bad signature too.
+		if tok == nil || tok.Method == nil || v.algs[tok.Method.Alg()] == nil {
+			return fail(ReasonUnsupportedAlgorithm, err)
+		}
+		return fail(ReasonInvalidSignature, err)
+	}
+	// The signature is good; the claims are not. Validation reports every
+	// failed check, the most basic one wins.
+	missing := errors.Is(err, jwt.ErrTokenRequiredClaimMissing)
+	switch {
+	case missing && absentDate(mc, "exp"):
 		return fail(ReasonMissingExp, err)
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return fail(ReasonExpired, err)
+		return fail(ReasonTokenExpired, err)
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return fail(ReasonNotYetValid, err)
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return fail(ReasonBadAudience, err)
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return fail(ReasonBadIssuer, err)
-	default:
-		return fail(ReasonMalformed, err)
+		return fail(ReasonTokenNotYetValid, err)
+	case errors.Is(err, jwt.ErrTokenInvalidAudience), missing && v.cfg.Audience != "" && absentAudience(mc):
+		return fail(ReasonInvalidAudience, err)
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), missing && v.cfg.Issuer != "":
+		return fail(ReasonInvalidIssuer, err)
 	}
+	// A registered claim of the wrong type.
+	return fail(ReasonMalformedToken, err)
 }
 
-// userID accepts a string or an integral JSON number.
-func userID(v any) (string, error) {
+// absentDate reports whether the numeric date claim name is absent.
+func absentDate(mc jwt.MapClaims, name string) bool {
+	_, ok := mc[name]
+	return !ok
+}
+
+// absentAudience reports whether "aud" is absent or empty.
+func absentAudience(mc jwt.MapClaims) bool {
+	aud, err := mc.GetAudience()
+	return err == nil && (len(aud) == 0 || len(aud) == 1 && aud[0] == "")
+}
+
+// dateInRange checks that the numeric date claim name, when present, is
+// within ±maxNumericDate seconds: the jwt library's conversion of larger
+// values (1e400 decodes to +Inf) to time.Time is not well defined.
+func dateInRange(mc jwt.MapClaims, name string) error {
+	raw, ok := mc[name]
+	if !ok {
+		return nil
+	}
+	var f float64
+	switch x := raw.(type) {
+	case json.Number:
+		var err error
+		if f, err = x.Float64(); err != nil {
+			return fmt.Errorf("claim %q: %w", name, err)
+		}
+	case float64:
+		f = x
+	default:
+		return fmt.Errorf("claim %q is not a number", name)
+	}
+	if math.IsNaN(f) || math.Abs(f) > maxNumericDate {
+		return fmt.Errorf("claim %q is out of range", name)
+	}
+	return nil
+}
+
+// userID converts the user claim to a user id: a string, or an integral
+// JSON number written in decimal without exponent or fraction.
+func userID(raw any) (string, error) {
 	var id string
-	switch x := v.(type) {
+	switch x := raw.(type) {
+	case nil:
+		return "", errors.New("absent")
 	case string:
 		id = x
 	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			id = strconv.FormatInt(i, 10)
-		} else if f, err := x.Float64(); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			id = strconv.FormatInt(int64(f), 10)
-		} else {
-			return "", fmt.Errorf("number %s is not an integer", x)
+		s := string(x)
+		if strings.ContainsAny(s, ".eE") {
+			// 42.0 or 4.2e1: accept only exact integers.
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+				return "", fmt.Errorf("number %s is not an integer", s)
+			}
+			s = strconv.FormatInt(int64(f), 10)
 		}
-	case nil:
-		return "", errors.New("absent")
+		id = s
 	default:
-		return "", fmt.Errorf("must be a string or integer, got %T", v)
+		return "", fmt.Errorf("must be a string or an integer, got %s", jsonType(raw))
 	}
-	if id == "" || len(id) > maxUserIDLen {
-		return "", fmt.Errorf("must be 1 to %d bytes", maxUserIDLen)
-	}
-	if !fanout.ValidChannel("user:" + id) {
-		return "", errors.New("contains characters not allowed in a channel name")
+	if err := checkUserID(id); err != nil {
+		return "", err
 	}
 	return id, nil
 }
 
-// channels accepts an array of strings or one comma-separated string.
-func channels(v any) ([]string, error) {
-	var out []string
-	switch x := v.(type) {
+// checkUserID enforces the UserID rules documented on Claims.
+func checkUserID(id string) error {
+	if id == "" {
+		return errors.New("empty")
+	}
+	if len(id) > MaxUserIDLen {
+		return fmt.Errorf("%d bytes, longer than %d", len(id), MaxUserIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_' || c == '-' || c == '.' || c == '@' || c == '=' || c == '+':
+		default:
+			return fmt.Errorf("character %q at offset %d is not allowed (use [A-Za-z0-9_-.@=+])", c, i)
+		}
+	}
+	return nil
+}
+
+// channels converts the "channels" claim: an array of strings, or one
+// comma-separated string whose entries are trimmed and whose empty entries
+// are skipped. Repeats are dropped.
+func channels(raw any) ([]string, error) {
+	var list []string
+	switch x := raw.(type) {
 	case nil:
 		return nil, nil
 	case string:
-		for _, s := range strings.Split(x, ",") {
+		for s := range strings.SplitSeq(x, ",") {
 			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
+				list = append(list, s)
 			}
 		}
 	case []any:
-		for _, e := range x {
+		if len(x) > MaxChannels {
+			return nil, fmt.Errorf("%d channels, more than %d", len(x), MaxChannels)
+		}
+		for i, e := range x {
 			s, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("channels must be strings, got %T", e)
+				return nil, fmt.Errorf("channels[%d] is %s, not a string", i, jsonType(e))
 			}
-			out = append(out, s)
+			list = append(list, s)
 		}
 	default:
-		return nil, fmt.Errorf("channels must be an array of strings, got %T", v)
+		return nil, fmt.Errorf("channels must be an array of strings or a comma-separated string, got %s", jsonType(raw))
 	}
-	if len(out) > maxChannels {
-		return nil, fmt.Errorf("more than %d channels", maxChannels)
+	if err := checkChannels(list); err != nil {
+		return nil, err
 	}
-	for _, s := range out {
-		if !fanout.ValidChannel(s) {
-			return nil, fmt.Errorf("invalid channel name %q", s)
+	out := list[:0]
+	for _, s := range list {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
 		}
+	}
+	if len(out) == 0 {
+		return nil, nil
 	}
 	return out, nil
 }
 
-// TokenFromRequest finds the token: the query parameter first, then an
-// "Authorization: Bearer" header, then the cookie.
+// checkChannels enforces the Channels rules documented on Claims.
+func checkChannels(list []string) error {
+	if len(list) > MaxChannels {
+		return fmt.Errorf("%d channels, more than %d", len(list), MaxChannels)
+	}
+	for _, s := range list {
+		if !fanout.ValidChannel(s) {
+			return fmt.Errorf("invalid channel name %q", s)
+		}
+	}
+	return nil
+}
+
+// jsonType names the JSON type of a decoded value, for error messages.
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case json.Number, float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// TokenFromRequest finds the request's token and says where: the
+// Config.QueryParam query parameter first, then an "Authorization: Bearer"
+// header (scheme matched case-insensitively), then the Config.CookieName
+// cookie. Empty values are skipped. It returns "", SourceNone when there is
+// no token.
 func (v *Verifier) TokenFromRequest(ctx *fasthttp.RequestCtx) (string, Source) {
 	if t := ctx.QueryArgs().Peek(v.cfg.QueryParam); len(t) > 0 {
 		return string(t), SourceQuery
 	}
-	if h := ctx.Request.Header.Peek("Authorization"); len(h) > 7 && bytes.EqualFold(h[:7], []byte("bearer ")) {
-		return string(bytes.TrimSpace(h[7:])), SourceHeader
+	if t := bearer(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)); len(t) > 0 {
+		return string(t), SourceHeader
 	}
-	if c := ctx.Request.Header.Cookie(v.cfg.CookieName); len(c) > 0 {
-		return string(c), SourceCookie
+	if t := ctx.Request.Header.Cookie(v.cfg.CookieName); len(t) > 0 {
+		return string(t), SourceCookie
 	}
 	return "", SourceNone
 }
 
-// Authenticate finds and verifies the request's token.
+// bearer returns the credentials of an "Authorization: Bearer <token>"
+// header value, or nil for another scheme.
+func bearer(h []byte) []byte {
+	const scheme = "bearer"
+	h = bytes.TrimLeft(h, " \t")
+	if len(h) <= len(scheme) || !bytes.EqualFold(h[:len(scheme)], []byte(scheme)) {
+		return nil
+	}
+	if h[len(scheme)] != ' ' && h[len(scheme)] != '\t' {
+		return nil
+	}
+	return bytes.Trim(h[len(scheme):], " \t")
+}
+
+// Authenticate finds the request's token with TokenFromRequest and verifies
+// it. A request without a token yields an *Error with ReasonMissingToken.
 func (v *Verifier) Authenticate(ctx *fasthttp.RequestCtx) (Claims, Source, error) {
 	tok, src := v.TokenFromRequest(ctx)
 	if tok == "" {
-		return Claims{}, src, fail(ReasonMissingToken, errors.New("pass a token in ?"+v.cfg.QueryParam+"=, an Authorization: Bearer header, or the "+v.cfg.CookieName+" cookie"))
+		return Claims{}, src, fail(ReasonMissingToken, fmt.Errorf(
+			"send a token in the %q query parameter, an Authorization: Bearer header, or the %q cookie",
+			v.cfg.QueryParam, v.cfg.CookieName))
 	}
 	c, err := v.Verify(tok)
-	return c, src, err
+	if err != nil {
+		return Claims{}, src, err
+	}
+	return c, src, nil
 }
 
-// Sign makes an HMAC-signed token for development (`herald token`).
-func Sign(secret, alg, userID string, ttl time.Duration, channels []string) (string, error) {
-	m := jwt.GetSigningMethod(alg)
-	if _, ok := m.(*jwt.SigningMethodHMAC); !ok {
+// Sign makes an HMAC-signed token for development and tests (the `herald
+// token` command). alg is HS256, HS384 or HS512; secret must be at least
+// MinSecretLen bytes. The token has "sub" = userID, "iat" = now, "exp" =
+// now+ttl (a negative ttl makes an expired token) and, when channels is
+// not empty, "channels". userID and channels must satisfy the rules Verify
+// applies.
+func Sign(secret, alg string, userID string, ttl time.Duration, channels []string) (string, error) {
+	m, ok := jwt.GetSigningMethod(alg).(*jwt.SigningMethodHMAC)
+	if !ok {
 		return "", fmt.Errorf("sign: %q is not an HMAC algorithm (use HS256, HS384 or HS512)", alg)
 	}
 	if secret == "" {
 		return "", errors.New("sign: no HMAC secret configured (auth.jwt.hmac_secret)")
+	}
+	if len(secret) < MinSecretLen {
+		return "", fmt.Errorf("sign: HMAC secret must be at least %d bytes, got %d", MinSecretLen, len(secret))
+	}
+	if err := checkUserID(userID); err != nil {
+		return "", fmt.Errorf("sign: user id %q: %w", userID, err)
+	}
+	if err := checkChannels(channels); err != nil {
+		return "", fmt.Errorf("sign: %w", err)
 	}
 	now := time.Now()
 	claims := jwt.MapClaims{"sub": userID, "iat": now.Unix(), "exp": now.Add(ttl).Unix()}
