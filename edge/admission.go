@@ -2,8 +2,11 @@ package edge
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"math"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +24,9 @@ import (
 // costs a map lookup, not a signature check.
 type admission struct {
 	cfg     config.Limits
+	node    string         // this node's id, the prefix of its connection ids
+	cluster clusterCounter // nil with the memory broker: counts are per node
+	log     *slog.Logger
 	trusted []*net.IPNet
 	total   atomic.Int64
 
@@ -45,8 +51,27 @@ type refusal struct {
 	retryAfter time.Duration
 }
 
-func newAdmission(cfg config.Limits) *admission {
-	return &admission{cfg: cfg, trusted: cfg.TrustedProxyNets(), ips: make(map[string]*ipState), users: make(map[string][]*protocols.Session)}
+// clusterCounter counts a user's connections across all nodes (the Redis
+// broker implements it).
+type clusterCounter interface {
+	AcquireConn(ctx context.Context, user, conn string, limit int, evict bool, lease time.Duration) (victim string, admitted bool, err error)
+	ReleaseConn(ctx context.Context, user, conn string) error
+	RenewConns(ctx context.Context, conns map[string][]string, lease time.Duration) error
+}
+
+// connLease is how long a connection counts towards its user's cluster-wide
+// limit without renewal; nodes renew every connLease/3, so a dead node's
+// connections stop counting within connLease.
+const connLease = 30 * time.Second
+
+func newAdmission(cfg config.Limits, node string, cluster clusterCounter, log *slog.Logger) *admission {
+	return &admission{cfg: cfg, node: node, cluster: cluster, log: log, trusted: cfg.TrustedProxyNets(),
+		ips: make(map[string]*ipState), users: make(map[string][]*protocols.Session)}
+}
+
+// connID names session s across the cluster: "<node>.<session id>".
+func (a *admission) connID(s *protocols.Session) string {
+	return a.node + "." + strconv.FormatUint(s.ID(), 10)
 }
 
 // clientIP is the peer address, or — only when the peer is a trusted proxy
@@ -158,34 +183,103 @@ func (a *admission) sweep(now time.Time) {
 }
 
 // acquireUser applies limits.per_user to s. With evict_oldest it returns
-// the session to evict; with reject_new it refuses.
-func (a *admission) acquireUser(s *protocols.Session) (victim *protocols.Session, r *refusal) {
+// the connection to evict: a local session, or (cluster-wide) the id of a
+// connection on another node. With reject_new it refuses.
+//
+// With the Redis broker the count is cluster-wide and exact. If Redis cannot
+// answer, the connection is admitted (and counted locally): availability
+// wins over the limit, and the lapse is logged.
+func (a *admission) acquireUser(ctx context.Context, s *protocols.Session) (victim *protocols.Session, remote string, r *refusal) {
 	limit := a.cfg.PerUser
+	evict := a.cfg.PerUserPolicy == "evict_oldest"
+	if a.cluster != nil && limit > 0 {
+		v, ok, err := a.cluster.AcquireConn(ctx, s.UserID(), a.connID(s), limit, evict, connLease)
+		switch {
+		case err != nil:
+			a.log.Warn("per-user limit not enforced: redis unavailable", "user", s.UserID(), "err", err)
+		case !ok:
+			return nil, "", &refusal{status: fasthttp.StatusTooManyRequests, reason: "too_many_connections",
+				detail: "this user already has limits.per_user connections open"}
+		}
+		a.umu.Lock()
+		a.users[s.UserID()] = append(a.users[s.UserID()], s)
+		if v != "" && strings.HasPrefix(v, a.node+".") {
+			victim = a.findLocked(s.UserID(), v)
+			v = ""
+		}
+		a.umu.Unlock()
+		return victim, v, nil
+	}
 	a.umu.Lock()
 	defer a.umu.Unlock()
 	list := a.users[s.UserID()]
 	if limit > 0 && len(list) >= limit {
-		if a.cfg.PerUserPolicy != "evict_oldest" {
-			return nil, &refusal{status: fasthttp.StatusTooManyRequests, reason: "too_many_connections",
+		if !evict {
+			return nil, "", &refusal{status: fasthttp.StatusTooManyRequests, reason: "too_many_connections",
 				detail: "this user already has limits.per_user connections open"}
 		}
 		victim = list[0]
 		list = list[1:]
 	}
 	a.users[s.UserID()] = append(list, s)
-	return victim, nil
+	return victim, "", nil
 }
 
-// releaseUser removes s from its user's list. It is idempotent.
+// findLocked returns the local session of user with connection id conn.
+func (a *admission) findLocked(user, conn string) *protocols.Session {
+	for _, x := range a.users[user] {
+		if a.connID(x) == conn {
+			return x
+		}
+	}
+	return nil
+}
+
+// find returns the local session with connection id conn of user.
+func (a *admission) find(user, conn string) *protocols.Session {
+	a.umu.Lock()
+	defer a.umu.Unlock()
+	return a.findLocked(user, conn)
+}
+
+// renew extends the cluster-wide leases of this node's connections.
+func (a *admission) renew(ctx context.Context) {
+	if a.cluster == nil || a.cfg.PerUser <= 0 {
+		return
+	}
+	a.umu.Lock()
+	conns := make(map[string][]string, len(a.users))
+	for u, list := range a.users {
+		for _, x := range list {
+			conns[u] = append(conns[u], a.connID(x))
+		}
+	}
+	a.umu.Unlock()
+	if err := a.cluster.RenewConns(ctx, conns, connLease); err != nil {
+		a.log.Warn("renewing connection leases failed", "err", err)
+	}
+}
+
+// releaseUser removes s from its user's list (and from the cluster-wide
+// count). It is idempotent.
 func (a *admission) releaseUser(s *protocols.Session) {
 	a.umu.Lock()
 	defer a.umu.Unlock()
 	list := a.users[s.UserID()]
+	found := false
 	for i, x := range list {
 		if x == s {
 			list = append(list[:i], list[i+1:]...)
+			found = true
 			break
 		}
+	}
+	if found && a.cluster != nil && a.cfg.PerUser > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := a.cluster.ReleaseConn(ctx, s.UserID(), a.connID(s)); err != nil {
+			a.log.Warn("releasing connection lease failed (it expires by itself)", "user", s.UserID(), "err", err)
+		}
+		cancel()
 	}
 	if len(list) == 0 {
 		delete(a.users, s.UserID())

@@ -144,7 +144,12 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		Transport: tr,
 		Remote:    req.ip,
 	})
-	victim, r := s.adm.acquireUser(sess)
+	actx, acancel := context.WithTimeout(context.Background(), s.env.Config.HistoryTimeout)
+	victim, remote, r := s.adm.acquireUser(actx, sess)
+	acancel()
+	if remote != "" {
+		go s.evictRemote(sess.UserID(), remote)
+	}
 	if r != nil {
 		s.adm.leave(req.ip)
 		s.refuse(ctx, tr.Name(), r)

@@ -326,3 +326,8 @@ func (ts *testServer) get(t testing.TB, path string) (int, map[string]any) {
 	}
 	return resp.StatusCode, out
 }
+
+func websocketCloseCode(err error, code int) bool {
+	ce, ok := err.(*websocket.CloseError)
+	return ok && ce.Code == code
+}

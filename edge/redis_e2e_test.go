@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,8 +170,16 @@ func TestRedisSubscriptionsReturnToZero(t *testing.T) {
 		for _, n := range nodes {
 			total += n.srv.Broker().(*fanout.RedisBroker).Subscriptions() + n.srv.Hub().Len()
 		}
+		// What remains are the nodes' own control channels, one each.
 		reply, _ := redistest.Do(srv.Addr(), "PUBSUB", "CHANNELS", "e2ez:chan:*")
-		if total == 0 && fmt.Sprint(reply) == "[]" {
+		chans, _ := reply.([]any)
+		others := 0
+		for _, c := range chans {
+			if !strings.HasPrefix(fmt.Sprint(c), "e2ez:chan:herald.node.") {
+				others++
+			}
+		}
+		if total == len(nodes) && others == 0 && len(chans) == len(nodes) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -206,5 +215,68 @@ func TestRedisClusterNodes(t *testing.T) {
 	nodes[1].publish(t, `{"channel":"broadcast","data":{"all":1}}`)
 	if ev := sse.next(t); ev.Data != `{"all":1}` {
 		t.Fatalf("broadcast over cluster: %s", ev.Data)
+	}
+}
+
+// TestRedisClusterWidePerUserLimit: the per-user limit counts connections
+// on every node, in both policies, and a dead node's leases expire.
+func TestRedisClusterWidePerUserLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, policy := range []string{"reject_new", "evict_oldest"} {
+		t.Run(policy, func(t *testing.T) {
+			var nodes []*testServer
+			for range 2 {
+				nodes = append(nodes, startServer(t, func(c *config.Config) {
+					c.Fanout.Broker = "redis"
+					c.Fanout.Redis.Shards = []string{srv.Addr()}
+					c.Fanout.Redis.Prefix = "e2eu" + policy + ":"
+					c.Limits.PerUser = 2
+					c.Limits.PerUserPolicy = policy
+				}))
+			}
+			tok := token(t, "lim", time.Hour)
+			first := nodes[0].mustWS(t, q("token", tok))
+			readWS(t, first)
+			second := nodes[1].mustSSE(t, q("token", tok), "")
+			second.next(t)
+			if policy == "reject_new" {
+				_, resp, err := nodes[1].dialWS(t, q("token", tok), nil)
+				if err == nil || resp.StatusCode != 429 {
+					t.Fatalf("3rd connection on another node: %v %v", err, resp)
+				}
+				// After one leaves, a new one fits again.
+				first.Close()
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					c, _, err := nodes[1].dialWS(t, q("token", tok), nil)
+					if err == nil {
+						readWS(t, c)
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("slot not released: %v", err)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				return
+			}
+			third := nodes[1].mustWS(t, q("token", tok))
+			readWS(t, third)
+			// The oldest, on node 0, is evicted by node 1.
+			_ = first.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for {
+				_, _, err := first.ReadMessage()
+				if err != nil {
+					if !websocketCloseCode(err, 4409) {
+						t.Fatalf("oldest on the other node: want close 4409, got %v", err)
+					}
+					break
+				}
+			}
+			n, err := nodes[0].srv.Broker().(*fanout.RedisBroker).UserConns(t.Context(), "lim")
+			if err != nil || n != 2 {
+				t.Fatalf("cluster count %d %v, want 2", n, err)
+			}
+		})
 	}
 }

@@ -5,11 +5,13 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +41,8 @@ type Server struct {
 	adm      *admission
 
 	done     chan struct{}
+	node     string // random id of this node
+	control  string // this node's control channel
 	nextID   atomic.Uint64
 	draining atomic.Bool
 	live     sync.WaitGroup // sessions whose read loop runs
@@ -47,7 +51,8 @@ type Server struct {
 // New builds a node from cfg: the broker named by fanout.broker, the
 // verifier, the hub and the HTTP server. cfg must be validated.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, log: log, hub: NewHub(), adm: newAdmission(cfg.Limits), done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, hub: NewHub(), node: strconv.FormatUint(rand.Uint64(), 36), done: make(chan struct{})}
+	s.control = "herald.node." + s.node
 	v, err := auth.New(auth.Config{
 		HMACSecret:     cfg.Auth.JWT.HMACSecret,
 		PublicKeyFiles: cfg.Auth.JWT.PublicKeyFiles,
@@ -62,11 +67,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s.auth = v
-	b, err := newBroker(ctx, cfg, s.hub.Deliver)
+	b, err := newBroker(ctx, cfg, s.deliver)
 	if err != nil {
 		return nil, err
 	}
 	s.broker = b
+	cc, _ := b.(clusterCounter)
+	s.adm = newAdmission(cfg.Limits, s.node, cc, log)
+	if cc != nil {
+		// Other nodes reach this one on its control channel (cluster-wide
+		// eviction of a user's oldest connection).
+		if err := b.Subscribe(ctx, s.control); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("subscribe control channel: %w", err)
+		}
+	}
 	s.origins = make(map[string]bool)
 	for _, o := range cfg.Server.AllowedOrigins {
 		if o == "*" {
@@ -130,7 +145,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 // housekeeping runs periodic maintenance until Shutdown.
 func (s *Server) housekeeping() {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(connLease / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -138,7 +153,52 @@ func (s *Server) housekeeping() {
 			return
 		case now := <-t.C:
 			s.adm.sweep(now)
+			ctx, cancel := context.WithTimeout(context.Background(), connLease/3)
+			s.adm.renew(ctx)
+			cancel()
 		}
+	}
+}
+
+// deliver is the broker's handler: control messages for this node are
+// handled here, everything else goes to the hub.
+func (s *Server) deliver(m *fanout.Message) {
+	if m.Channel == s.control {
+		go s.onControl(m.Data)
+		return
+	}
+	s.hub.Deliver(m)
+}
+
+// controlMessage is sent between nodes on their control channels.
+type controlMessage struct {
+	Type string `json:"type"` // "evict"
+	User string `json:"user"`
+	Conn string `json:"conn"`
+}
+
+func (s *Server) onControl(data []byte) {
+	var c controlMessage
+	if err := json.Unmarshal(data, &c); err != nil {
+		s.log.Warn("bad control message", "err", err)
+		return
+	}
+	if c.Type == "evict" {
+		if sess := s.adm.find(c.User, c.Conn); sess != nil {
+			s.log.Info("evicting oldest connection", "user", c.User, "session", sess.ID(), "by", "another node")
+			sess.Close(protocols.CloseReplaced)
+		}
+	}
+}
+
+// evictRemote asks the node holding connection conn to close it.
+func (s *Server) evictRemote(user, conn string) {
+	node, _, _ := strings.Cut(conn, ".")
+	b, _ := json.Marshal(controlMessage{Type: "evict", User: user, Conn: conn})
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	if _, err := s.broker.Publish(ctx, "herald.node."+node, b, fanout.PublishOptions{}); err != nil {
+		s.log.Warn("could not reach the node of an evicted connection", "conn", conn, "err", err)
 	}
 }
 

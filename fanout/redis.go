@@ -257,6 +257,8 @@ type RedisBroker struct {
 
 	publishScript *rueidis.Lua
 	historyScript *rueidis.Lua
+	connAcquire   *rueidis.Lua
+	connRenew     *rueidis.Lua
 	// Script arguments that never change, formatted once.
 	argHistSize, argHistTTL, argMetaTTL, argIdemTTL, argSPublish string
 
@@ -300,6 +302,8 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, er
 		// hash), so it is retried over a fresh connection when a pooled one
 		// turns out dead, e.g. right after a shard restart.
 		historyScript: rueidis.NewLuaScriptRetryable(redisHistoryScript),
+		connAcquire:   rueidis.NewLuaScript(connAcquireScript),
+		connRenew:     rueidis.NewLuaScript(connRenewScript),
 		argHistSize:   strconv.Itoa(cfg.HistorySize),
 		argHistTTL:    strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
 		argMetaTTL:    strconv.FormatInt(cfg.MetaTTL.Milliseconds(), 10),

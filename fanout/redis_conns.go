@@ -1,0 +1,146 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Cluster-wide connection counting for the per-user limit. A user's
+// connections live in two keys on the shard (or cluster partition) of the
+// channel "user:<id>": a sorted set of connection ids scored by connect time
+// (oldest first, for eviction) and a hash of lease expiries. Nodes renew the
+// leases of their connections; a node that dies stops renewing, and its
+// connections stop counting when their leases run out. All times come from
+// Redis's own clock, so node clock skew does not matter.
+
+// connAcquireScript: KEYS = set, leases; ARGV = conn, limit, evict (0/1),
+// lease ms. Returns {admitted 0/1, victim conn or ""}.
+const connAcquireScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local conn, limit, evict, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
+local l = redis.call('HGETALL', KEYS[2])
+for i = 1, #l, 2 do
+  if tonumber(l[i + 1]) < now then
+    redis.call('HDEL', KEYS[2], l[i])
+    redis.call('ZREM', KEYS[1], l[i])
+  end
+end
+local victim = ''
+if limit > 0 and redis.call('ZSCORE', KEYS[1], conn) == false and redis.call('ZCARD', KEYS[1]) >= limit then
+  if not evict then
+    return {0, ''}
+  end
+  victim = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  redis.call('ZREM', KEYS[1], victim)
+  redis.call('HDEL', KEYS[2], victim)
+end
+redis.call('ZADD', KEYS[1], 'NX', now, conn)
+redis.call('HSET', KEYS[2], conn, now + lease)
+redis.call('PEXPIRE', KEYS[1], lease * 2)
+redis.call('PEXPIRE', KEYS[2], lease * 2)
+return {1, victim}
+`
+
+// connRenewScript: KEYS = set, leases; ARGV = lease ms, conns... It
+// extends the leases of the given connections, re-adding any that vanished
+// (a shard restart), and returns how many the user now holds.
+const connRenewScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], now + lease)
+end
+redis.call('PEXPIRE', KEYS[1], lease * 2)
+redis.call('PEXPIRE', KEYS[2], lease * 2)
+return redis.call('ZCARD', KEYS[1])
+`
+
+func (b *RedisBroker) connKeys(user string) (*redisSub, string, string) {
+	s := b.sub("user:" + user)
+	return s, s.base + "conns:" + user, s.base + "leases:" + user
+}
+
+// AcquireConn registers connection conn of user if the user holds fewer
+// than limit connections across all nodes (limit <= 0: no limit). When the
+// user is at the limit and evict is set, the oldest connection is
+// unregistered and returned as victim (its node must close it); otherwise
+// admitted is false. lease is how long the registration lasts without
+// RenewConns.
+func (b *RedisBroker) AcquireConn(ctx context.Context, user, conn string, limit int, evict bool, lease time.Duration) (victim string, admitted bool, err error) {
+	if b.closed() {
+		return "", false, ErrClosed
+	}
+	s, set, leases := b.connKeys(user)
+	ev := "0"
+	if evict {
+		ev = "1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
+	defer cancel()
+	vals, err := b.connAcquire.Exec(ctx, s.client, []string{set, leases},
+		[]string{conn, strconv.Itoa(limit), ev, strconv.FormatInt(lease.Milliseconds(), 10)}).ToArray()
+	if err != nil {
+		return "", false, fmt.Errorf("acquire connection of %s on redis %s: %w", user, s.name, err)
+	}
+	if len(vals) != 2 {
+		return "", false, fmt.Errorf("acquire connection of %s: unexpected reply of %d values", user, len(vals))
+	}
+	ok, err1 := vals[0].AsInt64()
+	victim, err2 := vals[1].ToString()
+	if err := errors.Join(err1, err2); err != nil {
+		return "", false, fmt.Errorf("acquire connection of %s: %w", user, err)
+	}
+	return victim, ok == 1, nil
+}
+
+// ReleaseConn unregisters connection conn of user.
+func (b *RedisBroker) ReleaseConn(ctx context.Context, user, conn string) error {
+	s, set, leases := b.connKeys(user)
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
+	defer cancel()
+	for _, r := range s.client.DoMulti(ctx,
+		s.client.B().Zrem().Key(set).Member(conn).Build(),
+		s.client.B().Hdel().Key(leases).Field(conn).Build()) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("release connection of %s on redis %s: %w", user, s.name, err)
+		}
+	}
+	return nil
+}
+
+// RenewConns extends the leases of this node's connections, user by user,
+// and re-registers any a restarted shard forgot.
+func (b *RedisBroker) RenewConns(ctx context.Context, conns map[string][]string, lease time.Duration) error {
+	var errs []error
+	for user, ids := range conns {
+		s, set, leases := b.connKeys(user)
+		args := append([]string{strconv.FormatInt(lease.Milliseconds(), 10)}, ids...)
+		cctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
+		err := b.connRenew.Exec(cctx, s.client, []string{set, leases}, args).Error()
+		cancel()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			errs = append(errs, fmt.Errorf("renew connections of %s on redis %s: %w", user, s.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// UserConns returns how many live connections user holds across all nodes.
+func (b *RedisBroker) UserConns(ctx context.Context, user string) (int, error) {
+	s, set, _ := b.connKeys(user)
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
+	defer cancel()
+	n, err := s.client.Do(ctx, s.client.B().Zcard().Key(set).Build()).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("count connections of %s: %w", user, err)
+	}
+	return int(n), nil
+}
