@@ -122,6 +122,25 @@ type Stream struct {
 	MaxQueue       int           `koanf:"max_queue"`
 	MaxQueueBytes  int           `koanf:"max_queue_bytes"`
 	Writers        int           `koanf:"writers"`
+	// Coalesce lists "type:member" rules: when a connection's queue is
+	// full, a message whose payload has that "type" replaces a queued one
+	// with the same value of member (e.g.
+	// "oracle_upload_progress:transaction_id").
+	Coalesce []string `koanf:"coalesce"`
+}
+
+// CoalesceRules parses stream.coalesce into type → member.
+func (s Stream) CoalesceRules() map[string]string {
+	if len(s.Coalesce) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(s.Coalesce))
+	for _, r := range s.Coalesce {
+		if typ, member, ok := strings.Cut(r, ":"); ok {
+			out[typ] = member
+		}
+	}
+	return out
 }
 
 // Limits configures admission and connection lifetime.
@@ -367,6 +386,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Stream.Writers < 1 || c.Stream.Writers > 4096 {
 		bad("stream.writers", "must be between 1 and 4096, got %d", c.Stream.Writers)
+	}
+	for _, r := range c.Stream.Coalesce {
+		if typ, member, ok := strings.Cut(r, ":"); !ok || typ == "" || member == "" {
+			bad("stream.coalesce", "rule %q must be \"type:member\"", r)
+		}
 	}
 	if c.Limits.PerUser < 0 {
 		bad("limits.per_user", "must not be negative")

@@ -103,6 +103,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			IdleTimeout:       cfg.Limits.IdleTimeout,
 			MaxLifetime:       cfg.Limits.MaxLifetime,
 			TokenExpiringLead: cfg.Limits.TokenExpiringLead,
+			Coalesce:          cfg.Stream.CoalesceRules(),
 		}.Defaults(),
 		Writers: protocols.NewWriters(cfg.Stream.Writers),
 		History: s.broker,

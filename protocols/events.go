@@ -132,3 +132,23 @@ func jsonType(data []byte) string {
 	}
 	return v.Type
 }
+
+// coalesceKey returns "<type>\x00<raw value of the rule's member>" for a
+// payload whose type has a coalescing rule, or an empty non-nil slice.
+func coalesceKey(data []byte, rules map[string]string) []byte {
+	none := []byte{}
+	var v map[string]json.RawMessage
+	if json.Unmarshal(data, &v) != nil {
+		return none
+	}
+	var typ string
+	if json.Unmarshal(v["type"], &typ) != nil {
+		return none
+	}
+	field, ok := rules[typ]
+	if !ok || len(v[field]) == 0 {
+		return none
+	}
+	key := append([]byte(typ), 0)
+	return append(key, v[field]...)
+}

@@ -60,6 +60,12 @@ type Config struct {
 	// MaxLifetime ends a connection after about this long (±10% jitter so
 	// reconnects spread out) with a reconnect hint; 0 disables it.
 	MaxLifetime time.Duration
+	// Coalesce maps a payload "type" to the member whose value identifies
+	// what a message is about (oracle_upload_progress → transaction_id).
+	// When a connection's queue is full, a newer message replaces a queued
+	// one with the same type and value instead of the connection being
+	// dropped.
+	Coalesce map[string]string
 	// TokenExpiringLead is how long before the token's expiry the client
 	// gets a token_expiring event (SSE, and WebSocket in envelope format);
 	// 0 disables the event.
@@ -129,12 +135,17 @@ const (
 	itemRaw                // bytes written as they are (WebSocket pong)
 	itemKeepalive          // transport keepalive
 	itemClose              // final bytes, then close
+	itemSkip               // a message superseded by a newer one (coalesced): advances the position, writes nothing
 )
 
 type item struct {
 	kind itemKind
 	msg  *fanout.Message
 	b    []byte
+	// from is, for itemSkip, the lowest offset the marker covers; msg is
+	// the highest. Adjacent markers merge, so a flood of superseded
+	// progress messages costs one queue entry.
+	from uint64
 }
 
 type chanState struct {
@@ -438,6 +449,19 @@ func (s *Session) Enqueue(m *fanout.Message) {
 		return
 	}
 	if len(s.queue) >= s.env.Config.MaxQueue || s.queueBytes+len(m.Data) > s.env.Config.MaxQueueBytes {
+		// Full: first coalesce — queued messages superseded by a newer one
+		// with the same coalescing key (m included) give way, so a slow
+		// client gets the latest progress rather than a backlog; only if
+		// that frees no room is the client disconnected.
+		if s.makeRoomLocked(m) {
+			s.queue = append(s.queue, item{kind: itemMsg, msg: m})
+			s.queueBytes += len(m.Data)
+			s.mu.Unlock()
+			return
+		}
+		if s.env.Log != nil {
+			s.env.Log.Info("slow consumer", "session", s.opts.ID, "user", s.opts.UserID, "queued", len(s.queue), "queued_bytes", s.queueBytes)
+		}
 		s.closeLocked(CloseSlowConsumer, true)
 		sched := s.scheduleLocked()
 		s.mu.Unlock()
@@ -633,16 +657,23 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 	for ; i < len(s.queue) && len(buf) < maxBatchBytes; i++ {
 		it := s.queue[i]
 		switch it.kind {
-		case itemMsg:
+		case itemMsg, itemSkip:
 			m := it.msg
-			s.queueBytes -= len(m.Data)
+			skip := it.kind == itemSkip
+			if !skip {
+				s.queueBytes -= len(m.Data)
+			}
 			st := s.chanFor(m.Channel)
 			if st == nil {
 				continue
 			}
+			first := m.Pos.Offset // lowest offset this entry covers
+			if skip {
+				first = it.from
+			}
 			if st.adopt {
 				st.adopt = false
-				st.pos = fanout.Position{Epoch: m.Pos.Epoch, Offset: m.Pos.Offset - 1}
+				st.pos = fanout.Position{Epoch: m.Pos.Epoch, Offset: first - 1}
 			}
 			if m.Pos.Epoch != st.pos.Epoch {
 				buf = s.tr.AppendEvent(buf, StreamResetEvent(st.name, "epoch_changed"), s.appendCursorLocked(cur[:0]))
@@ -651,13 +682,15 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 			if m.Pos.Offset <= st.pos.Offset {
 				continue // already delivered
 			}
-			if m.Pos.Offset > st.pos.Offset+1 {
-				s.queueBytes += len(m.Data)
+			if first > st.pos.Offset+1 {
+				if !skip {
+					s.queueBytes += len(m.Data)
+				}
 				if st.retryAt == m.Pos.Offset {
 					// History could not fill this gap before: report it and
 					// move on rather than retrying forever.
 					buf = s.tr.AppendEvent(buf, StreamResetEvent(st.name, "history_expired"), s.appendCursorLocked(cur[:0]))
-					st.pos.Offset = m.Pos.Offset - 1
+					st.pos.Offset = first - 1
 					i--
 					continue
 				}
@@ -670,6 +703,9 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 				return buf, false
 			}
 			st.pos = m.Pos
+			if skip {
+				continue
+			}
 			buf = s.tr.AppendMessage(buf, m, s.appendCursorLocked(cur[:0]))
 			s.lastActivity.Store(time.Now().UnixNano())
 		case itemEvent:
@@ -691,6 +727,65 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 		s.queue = nil // do not keep a burst's backing array on an idle connection
 	}
 	return buf, final
+}
+
+// makeRoomLocked coalesces the queue for m: every queued message that a
+// newer one (queued, or m) supersedes — same channel, same coalescing key —
+// becomes a skip marker, and adjacent markers merge. It reports whether m
+// now fits. It runs only when a queue is full, so the hot path never pays
+// for it.
+func (s *Session) makeRoomLocked(m *fanout.Message) bool {
+	rules := s.env.Config.Coalesce
+	if len(rules) == 0 {
+		return false
+	}
+	build := func(m *fanout.Message) []byte { return coalesceKey(m.Data, rules) }
+	id := func(x *fanout.Message) string {
+		k := x.Encoded(slotCoalesce, build)
+		if len(k) == 0 {
+			return ""
+		}
+		return x.Channel + "\x00" + string(k)
+	}
+	seen := make(map[string]struct{})
+	if k := id(m); k != "" {
+		seen[k] = struct{}{}
+	}
+	for i := len(s.queue) - 1; i >= 0; i-- {
+		it := &s.queue[i]
+		if it.kind != itemMsg {
+			continue
+		}
+		k := id(it.msg)
+		if k == "" {
+			continue
+		}
+		if _, newer := seen[k]; newer {
+			it.kind, it.from = itemSkip, it.msg.Pos.Offset
+			s.queueBytes -= len(it.msg.Data)
+		} else {
+			seen[k] = struct{}{}
+		}
+	}
+	out := s.queue[:0]
+	live := 0
+	for _, it := range s.queue {
+		if it.kind == itemSkip && len(out) > 0 {
+			if p := &out[len(out)-1]; p.kind == itemSkip && p.msg.Channel == it.msg.Channel &&
+				p.msg.Pos.Epoch == it.msg.Pos.Epoch && p.msg.Pos.Offset+1 == it.from {
+				p.msg = it.msg
+				continue
+			}
+		}
+		if it.kind != itemSkip {
+			live++
+		}
+		out = append(out, it)
+	}
+	clear(s.queue[len(out):])
+	s.queue = out
+	return live < s.env.Config.MaxQueue && len(s.queue) < 2*s.env.Config.MaxQueue &&
+		s.queueBytes+len(m.Data) <= s.env.Config.MaxQueueBytes
 }
 
 func (s *Session) chanFor(name string) *chanState {

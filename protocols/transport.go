@@ -37,6 +37,7 @@ const (
 	slotWSEnvTail           // `","channel":"<ch>","data":<payload>}`
 	slotSSEData             // "data: ..." lines and the blank line
 	slotSSENamedData        // "event: <type>\n" + slotSSEData
+	slotCoalesce            // coalescing key: type, NUL, raw key value (empty when none)
 )
 
 // ---- WebSocket ----
