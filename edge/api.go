@@ -165,7 +165,13 @@ func (s *Server) publishOne(ctx *fasthttp.RequestCtx, r PublishRequest) (publish
 		TraceParent:    string(ctx.Request.Header.Peek("traceparent")),
 	})
 	if err != nil {
+		s.metrics.PublishErrors.Inc()
 		return publishResult{}, err
+	}
+	if res.Duplicate {
+		s.metrics.Published.WithLabelValues("duplicate").Inc()
+	} else {
+		s.metrics.Published.WithLabelValues("new").Inc()
 	}
 	return publishResult{
 		Channel: r.Channel,

@@ -91,6 +91,7 @@ func (s *Server) refuse(ctx *fasthttp.RequestCtx, transport string, r *refusal) 
 
 // reject answers a refused connect with a JSON error and logs why.
 func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport, reason, detail string) {
+	s.metrics.Rejections.WithLabelValues(reason).Inc()
 	s.log.Info("connection refused", "transport", transport, "status", status, "reason", reason,
 		"detail", detail, "remote", ctx.RemoteAddr().String())
 	writeError(ctx, status, reason, detail)
@@ -205,6 +206,15 @@ func (s *Server) end(sess *protocols.Session) {
 	}
 	s.drop(sess)
 	s.live.Done()
+	tr := sess.Transport().Name()
+	reason := sess.CloseReason().Reason
+	if reason == "" {
+		reason = "client_closed"
+	}
+	if sess.Attached() {
+		s.metrics.Connections.WithLabelValues(tr).Dec()
+	}
+	s.metrics.Disconnects.WithLabelValues(tr, reason).Inc()
 	if r := sess.CloseReason(); r.Reason != "" {
 		s.log.Info("disconnected", "transport", sess.Transport().Name(), "user", sess.UserID(),
 			"session", sess.ID(), "reason", r.Reason)
@@ -234,6 +244,8 @@ func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
 	}
 	err := s.upgrader.Upgrade(ctx, func(c *websocket.Conn) {
 		sess.Attach(c.UnderlyingConn())
+		s.metrics.Connections.WithLabelValues("ws").Inc()
+		s.metrics.Connects.WithLabelValues("ws").Inc()
 		s.log.Debug("connected", "transport", "ws", "user", sess.UserID(), "session", sess.ID(), "remote", ctx.RemoteAddr().String())
 		// Return at once so fasthttp releases the request context; the
 		// session's reader is the one goroutine this connection keeps.
@@ -300,6 +312,8 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		sess.Attach(raw)
+		s.metrics.Connections.WithLabelValues("sse").Inc()
+		s.metrics.Connects.WithLabelValues("sse").Inc()
 		s.log.Debug("connected", "transport", "sse", "user", sess.UserID(), "session", sess.ID())
 		go func() {
 			sess.ServeSSE(raw)

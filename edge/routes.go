@@ -6,7 +6,9 @@ import (
 	"errors"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/heraldrt/herald/fanout"
 )
@@ -27,6 +29,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
 	case "/readyz":
 		s.handleReady(ctx)
+	case "/metrics":
+		s.metricsHandler(ctx)
 	case "/":
 		if s.cfg.Dev.Enabled {
 			s.handleDemoPage(ctx)
@@ -46,6 +50,14 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
 	}
+}
+
+// metricsHandler serves the node's Prometheus metrics.
+func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
+	s.metricsOnce.Do(func() {
+		s.metricsHTTP = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	})
+	s.metricsHTTP(ctx)
 }
 
 // handleReady reports whether the broker is usable, per shard when the

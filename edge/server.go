@@ -24,6 +24,7 @@ import (
 	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/protocols"
+	"github.com/heraldrt/herald/telemetry"
 )
 
 // Server is one Herald node.
@@ -39,6 +40,10 @@ type Server struct {
 	origins  map[string]bool
 	anyOrig  bool
 	adm      *admission
+	metrics  *telemetry.Metrics
+
+	metricsOnce sync.Once
+	metricsHTTP fasthttp.RequestHandler
 
 	done     chan struct{}
 	node     string // random id of this node
@@ -53,6 +58,7 @@ type Server struct {
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, hub: NewHub(), node: strconv.FormatUint(rand.Uint64(), 36), done: make(chan struct{})}
 	s.control = "herald.node." + s.node
+	s.metrics = telemetry.NewMetrics()
 	v, err := auth.New(auth.Config{
 		HMACSecret:     cfg.Auth.JWT.HMACSecret,
 		PublicKeyFiles: cfg.Auth.JWT.PublicKeyFiles,
@@ -72,6 +78,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s.broker = b
+	if rb, ok := b.(*fanout.RedisBroker); ok {
+		s.metrics.RegisterRedis(rb)
+	}
 	cc, _ := b.(clusterCounter)
 	s.adm = newAdmission(cfg.Limits, s.node, cc, log)
 	if cc != nil {
@@ -106,6 +115,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			Coalesce:          cfg.Stream.CoalesceRules(),
 		}.Defaults(),
 		Writers: protocols.NewWriters(cfg.Stream.Writers),
+		Metrics: &protocols.Metrics{
+			Delivered:     [2]protocols.Counter{s.metrics.Delivered[0], s.metrics.Delivered[1]},
+			DeliveryTime:  [2]protocols.Observer{s.metrics.DeliveryTime[0], s.metrics.DeliveryTime[1]},
+			Coalesced:     s.metrics.Coalesced,
+			SlowConsumers: s.metrics.SlowConsumers,
+			Replayed:      s.metrics.HistoryReplays,
+			StreamReset:   func(reason string) { s.metrics.StreamResets.WithLabelValues(reason).Inc() },
+		},
 		History: s.broker,
 		Log:     log,
 		Refresh: func(token string) (string, time.Time, error) {
@@ -228,6 +245,9 @@ func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler) (fanout
 
 // Broker returns the node's broker.
 func (s *Server) Broker() fanout.Broker { return s.broker }
+
+// Metrics returns the node's metrics.
+func (s *Server) Metrics() *telemetry.Metrics { return s.metrics }
 
 // Hub returns the node's hub.
 func (s *Server) Hub() *Hub { return s.hub }

@@ -97,6 +97,24 @@ func (c Config) Defaults() Config {
 	return c
 }
 
+// Counter is a monotonically increasing metric (a prometheus.Counter).
+type Counter interface{ Add(float64) }
+
+// Observer records a sample (a prometheus.Observer).
+type Observer interface{ Observe(float64) }
+
+// Metrics receives what sessions count. Index 0 of the per-transport
+// arrays is WebSocket, 1 is SSE. Every field must be set.
+type Metrics struct {
+	Delivered     [2]Counter
+	DeliveryTime  [2]Observer
+	Coalesced     Counter
+	SlowConsumers Counter
+	Replayed      Counter
+	// StreamReset counts a stream_reset event with its reason.
+	StreamReset func(reason string)
+}
+
 // Env is what every session of a node shares: settings, the writer pool,
 // history access and the logger.
 type Env struct {
@@ -104,6 +122,8 @@ type Env struct {
 	Writers *Writers
 	History Historian
 	Log     *slog.Logger
+	// Metrics, when set, receives delivery counts and latencies.
+	Metrics *Metrics
 	// Refresh verifies a refreshed token sent by a WebSocket client and
 	// returns its user id and expiry; nil disables refresh.
 	Refresh func(token string) (userID string, expires time.Time, err error)
@@ -166,6 +186,7 @@ type Session struct {
 	env  *Env
 	opts Options
 	tr   Transport
+	ti   int // transport index for metrics: 0 ws, 1 sse
 	conn net.Conn
 
 	mu         sync.Mutex
@@ -197,6 +218,9 @@ type Session struct {
 // Register it with the hub, then call Resume, then Attach.
 func NewSession(env *Env, opts Options) *Session {
 	s := &Session{env: env, opts: opts, tr: opts.Transport, finished: make(chan struct{}), connected: time.Now()}
+	if s.tr.Name() == "sse" {
+		s.ti = 1
+	}
 	s.chans = make([]chanState, len(opts.Channels))
 	for i, ch := range opts.Channels {
 		s.chans[i] = chanState{name: ch, hash: ChannelHash(ch)}
@@ -273,10 +297,13 @@ func (s *Session) Resume(ctx context.Context) error {
 			positions[i] = res.Top
 		case errors.Is(err, fanout.ErrHistoryGone):
 			positions[i] = res.Top
-			pre = append(pre, item{kind: itemEvent, b: StreamResetEvent(ch, resetReason(err))})
+			pre = append(pre, item{kind: itemEvent, b: s.resetEvent(ch, resetReason(err))})
 		default:
 			return err
 		}
+	}
+	if mt := s.env.Metrics; mt != nil && len(msgs) > 0 {
+		mt.Replayed.Add(float64(len(msgs)))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -287,6 +314,14 @@ func (s *Session) Resume(ctx context.Context) error {
 	q = append(append(append(q, pre...), msgs...), s.queue...)
 	s.queue = q
 	return nil
+}
+
+// resetEvent builds a stream_reset event and counts it.
+func (s *Session) resetEvent(channel, reason string) []byte {
+	if mt := s.env.Metrics; mt != nil {
+		mt.StreamReset(reason)
+	}
+	return StreamResetEvent(channel, reason)
 }
 
 func resetReason(err error) string {
@@ -458,6 +493,9 @@ func (s *Session) Enqueue(m *fanout.Message) {
 			s.queueBytes += len(m.Data)
 			s.mu.Unlock()
 			return
+		}
+		if mt := s.env.Metrics; mt != nil {
+			mt.SlowConsumers.Add(1)
 		}
 		if s.env.Log != nil {
 			s.env.Log.Info("slow consumer", "session", s.opts.ID, "user", s.opts.UserID, "queued", len(s.queue), "queued_bytes", s.queueBytes)
@@ -653,6 +691,7 @@ const maxBatchBytes = 256 << 10
 // final reports that the close item was framed.
 func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 	var cur [128]byte
+	var now int64 // taken once per batch, at the first message
 	i := 0
 	for ; i < len(s.queue) && len(buf) < maxBatchBytes; i++ {
 		it := s.queue[i]
@@ -676,7 +715,7 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 				st.pos = fanout.Position{Epoch: m.Pos.Epoch, Offset: first - 1}
 			}
 			if m.Pos.Epoch != st.pos.Epoch {
-				buf = s.tr.AppendEvent(buf, StreamResetEvent(st.name, "epoch_changed"), s.appendCursorLocked(cur[:0]))
+				buf = s.tr.AppendEvent(buf, s.resetEvent(st.name, "epoch_changed"), s.appendCursorLocked(cur[:0]))
 				st.pos = fanout.Position{Epoch: m.Pos.Epoch}
 			}
 			if m.Pos.Offset <= st.pos.Offset {
@@ -689,7 +728,7 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 				if st.retryAt == m.Pos.Offset {
 					// History could not fill this gap before: report it and
 					// move on rather than retrying forever.
-					buf = s.tr.AppendEvent(buf, StreamResetEvent(st.name, "history_expired"), s.appendCursorLocked(cur[:0]))
+					buf = s.tr.AppendEvent(buf, s.resetEvent(st.name, "history_expired"), s.appendCursorLocked(cur[:0]))
 					st.pos.Offset = first - 1
 					i--
 					continue
@@ -707,7 +746,16 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 				continue
 			}
 			buf = s.tr.AppendMessage(buf, m, s.appendCursorLocked(cur[:0]))
-			s.lastActivity.Store(time.Now().UnixNano())
+			if now == 0 {
+				now = time.Now().UnixNano()
+				s.lastActivity.Store(now)
+			}
+			if mt := s.env.Metrics; mt != nil {
+				mt.Delivered[s.ti].Add(1)
+				if m.PublishedAt > 0 {
+					mt.DeliveryTime[s.ti].Observe(float64(now-m.PublishedAt) / 1e9)
+				}
+			}
 		case itemEvent:
 			buf = s.tr.AppendEvent(buf, it.b, s.appendCursorLocked(cur[:0]))
 		case itemRaw:
@@ -763,6 +811,9 @@ func (s *Session) makeRoomLocked(m *fanout.Message) bool {
 		if _, newer := seen[k]; newer {
 			it.kind, it.from = itemSkip, it.msg.Pos.Offset
 			s.queueBytes -= len(it.msg.Data)
+			if mt := s.env.Metrics; mt != nil {
+				mt.Coalesced.Add(1)
+			}
 		} else {
 			seen[k] = struct{}{}
 		}
@@ -811,6 +862,9 @@ func (s *Session) recoverGap(channel string, since fanout.Position) {
 	}
 	switch {
 	case err == nil:
+		if mt := s.env.Metrics; mt != nil && len(res.Messages) > 0 {
+			mt.Replayed.Add(float64(len(res.Messages)))
+		}
 		pre := make([]item, 0, len(res.Messages)+len(s.queue))
 		for _, m := range res.Messages {
 			pre = append(pre, item{kind: itemMsg, msg: m})
@@ -821,7 +875,7 @@ func (s *Session) recoverGap(channel string, since fanout.Position) {
 		if st := s.chanFor(channel); st != nil {
 			st.adopt = true
 		}
-		s.queue = append([]item{{kind: itemEvent, b: StreamResetEvent(channel, resetReason(err))}}, s.queue...)
+		s.queue = append([]item{{kind: itemEvent, b: s.resetEvent(channel, resetReason(err))}}, s.queue...)
 	default:
 		s.env.Log.Warn("history read failed during gap recovery", "session", s.opts.ID, "channel", channel, "err", err)
 		s.closeLocked(CloseInternal, true)
