@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -20,21 +21,23 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/telemetry"
 )
 
 // Config is Herald's whole configuration. Keys are the koanf tags joined by
 // dots (server.listen); env variables use HERALD_ and "__" for the dots
 // (HERALD_SERVER__LISTEN).
 type Config struct {
-	Server  Server  `koanf:"server"`
-	Auth    Auth    `koanf:"auth"`
-	API     API     `koanf:"api"`
-	Fanout  Fanout  `koanf:"fanout"`
-	History History `koanf:"history"`
-	Stream  Stream  `koanf:"stream"`
-	Limits  Limits  `koanf:"limits"`
-	Log     Log     `koanf:"log"`
-	Dev     Dev     `koanf:"dev"`
+	Server  Server                  `koanf:"server"`
+	Auth    Auth                    `koanf:"auth"`
+	API     API                     `koanf:"api"`
+	Fanout  Fanout                  `koanf:"fanout"`
+	History History                 `koanf:"history"`
+	Stream  Stream                  `koanf:"stream"`
+	Limits  Limits                  `koanf:"limits"`
+	Tracing telemetry.TracingConfig `koanf:"tracing"`
+	Log     Log                     `koanf:"log"`
+	Dev     Dev                     `koanf:"dev"`
 }
 
 // Server configures the listener and HTTP handling.
@@ -222,8 +225,9 @@ func Default() Config {
 			MaxQueueBytes:  4 << 20,
 			Writers:        64,
 		},
-		Limits: Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, TokenExpiringLead: 30 * time.Second},
-		Log:    Log{Level: "info", Format: "text"},
+		Limits:  Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, TokenExpiringLead: 30 * time.Second},
+		Log:     Log{Level: "info", Format: "text"},
+		Tracing: telemetry.TracingConfig{Exporter: "otlp-grpc", Endpoint: "127.0.0.1:4317", Insecure: true, SampleRatio: 1, ServiceName: "herald"},
 	}
 }
 
@@ -263,8 +267,9 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 		TransformFunc: func(key, value string) (string, any) {
 			key = strings.ToLower(strings.TrimPrefix(key, "HERALD_"))
 			key = strings.ReplaceAll(key, "__", ".")
-			if strings.Contains(value, ",") || strings.HasSuffix(key, "shards") || strings.HasSuffix(key, "cluster") ||
-				strings.HasSuffix(key, "origins") || strings.HasSuffix(key, "files") {
+			// Only list keys are split: a secret or password may contain
+			// commas and must be taken verbatim.
+			if listKeys[key] {
 				return key, splitList(value)
 			}
 			return key, value
@@ -291,6 +296,33 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	return cfg, nil
 }
 
+// listKeys are the keys of Config's []string fields (server.allowed_origins,
+// fanout.redis.shards, ...): the keys whose environment values are
+// comma-separated lists.
+var listKeys = func() map[string]bool {
+	keys := make(map[string]bool)
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("koanf"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			switch {
+			case f.Type.Kind() == reflect.Struct:
+				walk(f.Type, prefix+name+".")
+			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.String:
+				keys[prefix+name] = true
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	return keys
+}()
+
+// splitList splits a comma-separated list, trimming spaces and dropping
+// empty entries; "" is the empty list.
 func splitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
@@ -335,6 +367,9 @@ func (c *Config) Validate() error {
 		bad("auth.jwt.hmac_secret", "set a secret of at least 32 bytes, or auth.jwt.public_key_files")
 	} else if c.Auth.JWT.HMACSecret != "" && len(c.Auth.JWT.HMACSecret) < 32 {
 		bad("auth.jwt.hmac_secret", "must be at least 32 bytes, got %d", len(c.Auth.JWT.HMACSecret))
+	}
+	if c.Auth.JWT.Leeway < 0 {
+		bad("auth.jwt.leeway", "must not be negative, got %s", c.Auth.JWT.Leeway)
 	}
 	if c.Auth.JWT.UserClaim == "" {
 		bad("auth.jwt.user_claim", "must not be empty")
@@ -413,6 +448,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.IdleTimeout < 0 || c.Limits.MaxLifetime < 0 || c.Limits.TokenExpiringLead < 0 {
 		bad("limits", "idle_timeout, max_lifetime and token_expiring_lead must not be negative")
+	}
+	switch c.Tracing.Exporter {
+	case "otlp-grpc", "otlp-http", "stdout":
+	default:
+		bad("tracing.exporter", "must be otlp-grpc, otlp-http or stdout, got %q", c.Tracing.Exporter)
+	}
+	if c.Tracing.SampleRatio < 0 || c.Tracing.SampleRatio > 1 {
+		bad("tracing.sample_ratio", "must be between 0 and 1, got %g", c.Tracing.SampleRatio)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/protocols"
@@ -160,10 +164,33 @@ func (s *Server) publishOne(ctx *fasthttp.RequestCtx, r PublishRequest) (publish
 	// Not ctx itself: fasthttp recycles RequestCtx (see open).
 	pctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	res, err := s.broker.Publish(pctx, r.Channel, r.Data, fanout.PublishOptions{
-		IdempotencyKey: r.IdempotencyKey,
-		TraceParent:    string(ctx.Request.Header.Peek("traceparent")),
-	})
+	opts := fanout.PublishOptions{IdempotencyKey: r.IdempotencyKey, TraceParent: string(ctx.Request.Header.Peek("traceparent"))}
+	var span trace.Span
+	if tr := s.tracing; tr != nil {
+		// Continue the caller's trace (a traced Celery task links up) and
+		// carry this Producer span's context with the message.
+		carrier := propagation.MapCarrier{}
+		if opts.TraceParent != "" {
+			carrier["traceparent"] = opts.TraceParent
+			carrier["tracestate"] = string(ctx.Request.Header.Peek("tracestate"))
+		}
+		pctx = tr.Propagator.Extract(pctx, carrier)
+		pctx, span = tr.Tracer.Start(pctx, "herald.publish "+r.Channel, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("messaging.destination.name", r.Channel), attribute.Int("messaging.message.body.size", len(r.Data))))
+		defer span.End()
+		out := propagation.MapCarrier{}
+		tr.Propagator.Inject(pctx, out)
+		opts.TraceParent = out["traceparent"]
+	}
+	res, err := s.broker.Publish(pctx, r.Channel, r.Data, opts)
+	if span != nil {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "publish failed")
+		} else {
+			span.SetAttributes(attribute.Int64("herald.offset", int64(res.Pos.Offset)), attribute.Bool("herald.duplicate", res.Duplicate))
+		}
+	}
 	if err != nil {
 		s.metrics.PublishErrors.Inc()
 		return publishResult{}, err

@@ -50,7 +50,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startServer(t testing.TB, mutate func(*config.Config)) *testServer {
+func startServer(t testing.TB, mutate func(*config.Config), opts ...Option) *testServer {
 	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
@@ -59,7 +59,7 @@ func startServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	srv, err := New(context.Background(), cfg, testLogger(t))
+	srv, err := New(context.Background(), cfg, testLogger(t), opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

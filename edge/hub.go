@@ -1,11 +1,18 @@
 package edge
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/protocols"
+	"github.com/heraldrt/herald/telemetry"
 )
 
 // hubShards spreads channels over independently locked maps so connects,
@@ -16,8 +23,9 @@ const hubShards = 64
 // delivers each message to Hub.Deliver, which hands it to every local
 // subscriber's queue; it never blocks and never writes to a socket.
 type Hub struct {
-	seed   maphash.Seed
-	shards [hubShards]hubShard
+	tracing *telemetry.Tracing // nil when tracing is off
+	seed    maphash.Seed
+	shards  [hubShards]hubShard
 
 	smu      sync.Mutex
 	sessions map[*protocols.Session]struct{}
@@ -35,9 +43,9 @@ type subscribers struct {
 	idx  map[*protocols.Session]int
 }
 
-// NewHub returns an empty hub.
-func NewHub() *Hub {
-	h := &Hub{seed: maphash.MakeSeed(), sessions: make(map[*protocols.Session]struct{})}
+// NewHub returns an empty hub; tr may be nil (no tracing).
+func NewHub(tr *telemetry.Tracing) *Hub {
+	h := &Hub{tracing: tr, seed: maphash.MakeSeed(), sessions: make(map[*protocols.Session]struct{})}
 	for i := range h.shards {
 		h.shards[i].chans = make(map[string]*subscribers)
 	}
@@ -98,6 +106,10 @@ func (h *Hub) Remove(s *protocols.Session) {
 // Deliver hands m to every local session subscribed to its channel. It is
 // the broker's Handler.
 func (h *Hub) Deliver(m *fanout.Message) {
+	if h.tracing != nil && m.TraceParent != "" {
+		h.deliverTraced(m)
+		return
+	}
 	sh := h.shard(m.Channel)
 	sh.mu.RLock()
 	if subs := sh.chans[m.Channel]; subs != nil {
@@ -135,4 +147,52 @@ func (h *Hub) Len() int {
 	h.smu.Lock()
 	defer h.smu.Unlock()
 	return len(h.sessions)
+}
+
+// deliverTraced is Deliver with one Consumer span for the fan-out on this
+// node, a child of and linked to the publish span carried in the message.
+func (h *Hub) deliverTraced(m *fanout.Message) {
+	tr := h.tracing
+	pctx := tr.Propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": m.TraceParent})
+	link := trace.LinkFromContext(pctx)
+	_, span := tr.Tracer.Start(pctx, "herald.deliver "+m.Channel,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(link))
+	var counts [2]int
+	var coalesced, dropped int
+	sh := h.shard(m.Channel)
+	sh.mu.RLock()
+	if subs := sh.chans[m.Channel]; subs != nil {
+		for _, s := range subs.list {
+			res := s.Enqueue(m)
+			counts[telemetry.TransportIndex(s.Transport().Name())]++
+			switch res {
+			case protocols.Coalesced:
+				coalesced++
+			case protocols.Dropped:
+				dropped++
+			}
+			if tr.FollowUser != "" && s.UserID() == tr.FollowUser {
+				span.AddEvent("enqueue", trace.WithAttributes(
+					attribute.Int64("herald.session", int64(s.ID())),
+					attribute.String("herald.transport", s.Transport().Name()),
+					attribute.String("herald.remote", s.Remote()),
+					attribute.Int("herald.result", int(res))))
+			}
+		}
+	}
+	sh.mu.RUnlock()
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.destination.name", m.Channel),
+		attribute.Int64("herald.offset", int64(m.Pos.Offset)),
+		attribute.Int("herald.recipients", counts[0]+counts[1]),
+		attribute.Int("herald.recipients.ws", counts[0]),
+		attribute.Int("herald.recipients.sse", counts[1]),
+		attribute.Int("herald.coalesced", coalesced),
+		attribute.Int("herald.dropped", dropped),
+	}
+	if m.PublishedAt > 0 {
+		attrs = append(attrs, attribute.Int64("herald.queue_delay_us", (time.Now().UnixNano()-m.PublishedAt)/1000))
+	}
+	span.SetAttributes(attrs...)
+	span.End()
 }

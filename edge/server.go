@@ -41,6 +41,7 @@ type Server struct {
 	anyOrig  bool
 	adm      *admission
 	metrics  *telemetry.Metrics
+	tracing  *telemetry.Tracing // nil when tracing is off
 
 	metricsOnce sync.Once
 	metricsHTTP fasthttp.RequestHandler
@@ -53,10 +54,28 @@ type Server struct {
 	live     sync.WaitGroup // sessions whose read loop runs
 }
 
+// Option adjusts how New builds a Server.
+type Option func(*Server)
+
+// WithTracing makes the node trace with tr instead of building a tracer
+// from the tracing config (tests pass one with an in-memory recorder).
+func WithTracing(tr *telemetry.Tracing) Option { return func(s *Server) { s.tracing = tr } }
+
 // New builds a node from cfg: the broker named by fanout.broker, the
 // verifier, the hub and the HTTP server. cfg must be validated.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, log: log, hub: NewHub(), node: strconv.FormatUint(rand.Uint64(), 36), done: make(chan struct{})}
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, node: strconv.FormatUint(rand.Uint64(), 36), done: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.tracing == nil {
+		tr, err := telemetry.NewTracing(ctx, cfg.Tracing)
+		if err != nil {
+			return nil, err
+		}
+		s.tracing = tr
+	}
+	s.hub = NewHub(s.tracing)
 	s.control = "herald.node." + s.node
 	s.metrics = telemetry.NewMetrics()
 	v, err := auth.New(auth.Config{
@@ -310,6 +329,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
 	}
 	s.env.Writers.Close()
+	if err := s.tracing.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown tracing: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

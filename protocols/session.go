@@ -310,6 +310,11 @@ func (s *Session) Resume(ctx context.Context) error {
 	for i := range s.chans {
 		s.chans[i].pos = positions[i]
 	}
+	// Replayed messages are queued like live ones: buildLocked takes their
+	// bytes off queueBytes again, so they must be counted here.
+	for _, it := range msgs {
+		s.queueBytes += len(it.msg.Data)
+	}
 	q := make([]item, 0, len(pre)+len(msgs)+len(s.queue))
 	q = append(append(append(q, pre...), msgs...), s.queue...)
 	s.queue = q
@@ -474,39 +479,55 @@ func (s *Session) scheduleLocked() bool {
 	return true
 }
 
+// EnqueueResult says what Enqueue did with a message.
+type EnqueueResult uint8
+
+// Enqueue results.
+const (
+	// Queued: the message will be written.
+	Queued EnqueueResult = iota
+	// Coalesced: the queue was full; superseded messages gave way and the
+	// message was queued.
+	Coalesced
+	// Dropped: the queue was full and nothing could be coalesced; the
+	// connection is being closed as a slow consumer (its client resumes
+	// from its cursor).
+	Dropped
+	// Closed: the connection is closing; the message was ignored.
+	Closed
+)
+
 // Enqueue queues message m for the connection. It never blocks: a
 // connection whose queue is full is closed as a slow consumer (its client
 // resumes from its cursor, so nothing is lost).
-func (s *Session) Enqueue(m *fanout.Message) {
+func (s *Session) Enqueue(m *fanout.Message) EnqueueResult {
 	s.mu.Lock()
 	if s.closing || s.closed {
 		s.mu.Unlock()
-		return
+		return Closed
 	}
+	res := Queued
 	if len(s.queue) >= s.env.Config.MaxQueue || s.queueBytes+len(m.Data) > s.env.Config.MaxQueueBytes {
 		// Full: first coalesce — queued messages superseded by a newer one
 		// with the same coalescing key (m included) give way, so a slow
 		// client gets the latest progress rather than a backlog; only if
 		// that frees no room is the client disconnected.
-		if s.makeRoomLocked(m) {
-			s.queue = append(s.queue, item{kind: itemMsg, msg: m})
-			s.queueBytes += len(m.Data)
+		if !s.makeRoomLocked(m) {
+			if mt := s.env.Metrics; mt != nil {
+				mt.SlowConsumers.Add(1)
+			}
+			if s.env.Log != nil {
+				s.env.Log.Info("slow consumer", "session", s.opts.ID, "user", s.opts.UserID, "queued", len(s.queue), "queued_bytes", s.queueBytes)
+			}
+			s.closeLocked(CloseSlowConsumer, true)
+			sched := s.scheduleLocked()
 			s.mu.Unlock()
-			return
+			if sched {
+				s.env.Writers.schedule(s)
+			}
+			return Dropped
 		}
-		if mt := s.env.Metrics; mt != nil {
-			mt.SlowConsumers.Add(1)
-		}
-		if s.env.Log != nil {
-			s.env.Log.Info("slow consumer", "session", s.opts.ID, "user", s.opts.UserID, "queued", len(s.queue), "queued_bytes", s.queueBytes)
-		}
-		s.closeLocked(CloseSlowConsumer, true)
-		sched := s.scheduleLocked()
-		s.mu.Unlock()
-		if sched {
-			s.env.Writers.schedule(s)
-		}
-		return
+		res = Coalesced
 	}
 	s.queue = append(s.queue, item{kind: itemMsg, msg: m})
 	s.queueBytes += len(m.Data)
@@ -515,6 +536,7 @@ func (s *Session) Enqueue(m *fanout.Message) {
 	if sched {
 		s.env.Writers.schedule(s)
 	}
+	return res
 }
 
 // SendEvent queues a control event (a JSON object) for the client.
@@ -717,6 +739,7 @@ func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
 			if m.Pos.Epoch != st.pos.Epoch {
 				buf = s.tr.AppendEvent(buf, s.resetEvent(st.name, "epoch_changed"), s.appendCursorLocked(cur[:0]))
 				st.pos = fanout.Position{Epoch: m.Pos.Epoch}
+				st.retryAt = 0 // an offset of the old epoch says nothing about the new one
 			}
 			if m.Pos.Offset <= st.pos.Offset {
 				continue // already delivered
