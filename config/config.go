@@ -38,6 +38,7 @@ type Config struct {
 	Tracing telemetry.TracingConfig `koanf:"tracing"`
 	Log     Log                     `koanf:"log"`
 	Dev     Dev                     `koanf:"dev"`
+	Admin   Admin                   `koanf:"admin"`
 }
 
 // Server configures the listener and HTTP handling.
@@ -184,6 +185,15 @@ type Log struct {
 	Level string `koanf:"level"`
 	// Format is text or json.
 	Format string `koanf:"format"`
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	// Key enables the admin API (X-Admin-Key); empty disables it.
+	Key string `koanf:"key"`
+	// Listen, when set, serves the admin API (and /metrics) on this
+	// address only, e.g. an internal interface.
+	Listen string `koanf:"listen"`
 }
 
 // Dev enables development conveniences. Never enable in production.
@@ -380,6 +390,17 @@ func (c *Config) Validate() error {
 	if len(c.API.Key) < 16 {
 		bad("api.key", "set a key of at least 16 characters (got %d)", len(c.API.Key))
 	}
+	if c.Admin.Key != "" && len(c.Admin.Key) < 16 {
+		bad("admin.key", "set a key of at least 16 characters (got %d)", len(c.Admin.Key))
+	}
+	if c.Admin.Key != "" && c.Admin.Key == c.API.Key {
+		bad("admin.key", "must differ from api.key")
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen", "%q is not host:port", c.Admin.Listen)
+		}
+	}
 	if c.API.MaxBodyBytes < 1024 {
 		bad("api.max_body_bytes", "must be at least 1024, got %d", c.API.MaxBodyBytes)
 	}
@@ -479,6 +500,7 @@ func (c Config) Masked() Config {
 	}
 	mask(&c.Auth.JWT.HMACSecret)
 	mask(&c.API.Key)
+	mask(&c.Admin.Key)
 	mask(&c.Fanout.Redis.Password)
 	return c
 }

@@ -373,8 +373,18 @@ func (v *Verifier) classify(tok *jwt.Token, mc jwt.MapClaims, err error) *Error 
 		}
 		return fail(ReasonInvalidSignature, err)
 	}
-	// The signature is good; the claims are not. Validation reports every
-	// failed check, the most basic one wins.
+	// The signature is good; the claims are not. A numeric date of the
+	// wrong type or out of range is malformed whatever else failed: the
+	// library's float-to-int64 conversion of such values is platform
+	// dependent (1e19 seconds becomes a date in the distant past on
+	// amd64), so an expiry or not-before verdict on them would be an
+	// accident.
+	for _, name := range [...]string{"exp", "nbf", "iat"} {
+		if derr := dateInRange(mc, name); derr != nil {
+			return fail(ReasonMalformedToken, errors.Join(derr, err))
+		}
+	}
+	// Validation reports every failed check, the most basic one wins.
 	missing := errors.Is(err, jwt.ErrTokenRequiredClaimMissing)
 	switch {
 	case missing && absentDate(mc, "exp"):

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -165,6 +166,10 @@ func TestVerify(t *testing.T) {
 	now := time.Now()
 	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, []byte(testSecret), c, nil) }
 	rsaPEM := pkixPEM(t, &k.rsa.PublicKey)
+	rsa2PEM, err := os.ReadFile(rsa2File)
+	if err != nil {
+		t.Fatal(err)
+	}
 	validHS := hs(claims("42"))
 	parts := strings.Split(validHS, ".")
 	many := make([]any, 33)
@@ -194,8 +199,13 @@ func TestVerify(t *testing.T) {
 		{name: "EdDSA", verifier: "all", token: sign(t, jwt.SigningMethodEdDSA, k.ed, claims("10"), nil), user: "10"},
 
 		// kid selects a key file by base name; unknown kids try every key.
+		{name: "PS256, two RSA keys", verifier: "all", token: sign(t, jwt.SigningMethodPS256, k.rsa2, claims("p"), nil), user: "p"},
+		{name: "ES256 with kid", verifier: "all", token: sign(t, jwt.SigningMethodES256, k.ec256, claims("e"), map[string]any{"kid": "ec256"}), user: "e"},
+		{name: "kid selects first RSA key", verifier: "all", token: sign(t, jwt.SigningMethodRS256, k.rsa, claims("1"), map[string]any{"kid": "rsa-main"}), user: "1"},
 		{name: "kid matches", verifier: "all", token: sign(t, jwt.SigningMethodRS256, k.rsa2, claims("1"), map[string]any{"kid": "rsa2"}), user: "1"},
 		{name: "kid names another key", verifier: "all", token: sign(t, jwt.SigningMethodRS256, k.rsa2, claims("1"), map[string]any{"kid": "rsa-main"}), reason: ReasonInvalidSignature},
+		{name: "kid unknown, first key", verifier: "all", token: sign(t, jwt.SigningMethodRS256, k.rsa, claims("1"), map[string]any{"kid": "retired-2023"}), user: "1"},
+		{name: "kid unknown, no key fits", verifier: "all", token: sign(t, jwt.SigningMethodRS256, k.rsaOther, claims("1"), map[string]any{"kid": "nope"}), reason: ReasonInvalidSignature},
 		{name: "kid unknown", verifier: "all", token: sign(t, jwt.SigningMethodRS256, k.rsa2, claims("1"), map[string]any{"kid": "nope"}), user: "1"},
 		{name: "kid is a path", verifier: "all", token: sign(t, jwt.SigningMethodRS256, k.rsa2, claims("1"), map[string]any{"kid": "../../etc/passwd"}), user: "1"},
 		{name: "kid of another family", verifier: "all", token: sign(t, jwt.SigningMethodES256, k.ec256, claims("1"), map[string]any{"kid": "rsa-main"}), user: "1"},
@@ -203,11 +213,17 @@ func TestVerify(t *testing.T) {
 
 		// Algorithms.
 		{name: "alg none", verifier: "all", token: sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims("1"), nil), reason: ReasonUnsupportedAlgorithm},
+		{name: "alg none, hand-built, empty signature", verifier: "all", token: b64(`{"alg":"none"}`) + "." + b64(fmt.Sprintf(`{"sub":"1","exp":%d}`, now.Add(time.Hour).Unix())) + ".", reason: ReasonUnsupportedAlgorithm},
+		{name: "alg none, hand-built, HMAC only", verifier: "hmac", token: b64(`{"alg":"none","typ":"JWT"}`) + "." + parts[1] + ".", reason: ReasonUnsupportedAlgorithm},
+		{name: "alg None", verifier: "all", token: b64(`{"alg":"None"}`) + "." + parts[1] + ".", reason: ReasonUnsupportedAlgorithm},
 		{name: "alg none with signature", verifier: "hmac", token: b64(`{"alg":"none"}`) + "." + parts[1] + "." + parts[2], reason: ReasonUnsupportedAlgorithm},
 		{name: "alg unknown", verifier: "all", token: b64(`{"alg":"HS999"}`) + "." + parts[1] + "." + parts[2], reason: ReasonUnsupportedAlgorithm},
 		{name: "alg missing", verifier: "all", token: b64(`{"typ":"JWT"}`) + "." + parts[1] + "." + parts[2], reason: ReasonUnsupportedAlgorithm},
 		{name: "alg not a string", verifier: "all", token: b64(`{"alg":256}`) + "." + parts[1] + "." + parts[2], reason: ReasonUnsupportedAlgorithm},
 		{name: "key confusion: HS256 with RSA PEM as secret", verifier: "rsa", token: sign(t, jwt.SigningMethodHS256, rsaPEM, claims("1"), nil), reason: ReasonUnsupportedAlgorithm},
+		{name: "key confusion: HS256 with RSA PEM, kid of the RSA key", verifier: "rsa", token: sign(t, jwt.SigningMethodHS256, rsaPEM, claims("1"), map[string]any{"kid": "rsa-main"}), reason: ReasonUnsupportedAlgorithm},
+		{name: "key confusion: HS512 with PKCS1 PEM as secret", verifier: "rsa", token: sign(t, jwt.SigningMethodHS512, rsa2PEM, claims("1"), nil), reason: ReasonUnsupportedAlgorithm},
+		{name: "key confusion: HS256 with DER as secret", verifier: "rsa", token: sign(t, jwt.SigningMethodHS256, x509.MarshalPKCS1PublicKey(&k.rsa.PublicKey), claims("1"), nil), reason: ReasonUnsupportedAlgorithm},
 		{name: "key confusion with an HMAC secret configured", verifier: "hmac+rsa", token: sign(t, jwt.SigningMethodHS256, rsaPEM, claims("1"), nil), reason: ReasonInvalidSignature},
 		{name: "RS256 without RSA key", verifier: "hmac", token: sign(t, jwt.SigningMethodRS256, k.rsa, claims("1"), nil), reason: ReasonUnsupportedAlgorithm},
 		{name: "HS256 without secret", verifier: "ec256", token: validHS, reason: ReasonUnsupportedAlgorithm},
@@ -231,6 +247,11 @@ func TestVerify(t *testing.T) {
 		{name: "missing exp", verifier: "hmac", token: hs(claims("1", "exp", nil)), reason: ReasonMissingExp},
 		{name: "exp not a number", verifier: "hmac", token: hs(claims("1", "exp", "tomorrow")), reason: ReasonMalformedToken},
 		{name: "exp beyond year 9999", verifier: "hmac", token: hs(claims("1", "exp", 1e15)), reason: ReasonMalformedToken},
+		{name: "exp far future (1e19)", verifier: "hmac", token: hs256Raw(t, `{"alg":"HS256"}`, `{"sub":"1","exp":1e19}`), reason: ReasonMalformedToken},
+		{name: "exp far past (-1e15)", verifier: "hmac", token: hs(claims("1", "exp", -1e15)), reason: ReasonMalformedToken},
+		{name: "nbf beyond year 9999", verifier: "hmac", token: hs(claims("1", "nbf", 1e18)), reason: ReasonMalformedToken},
+		{name: "iat beyond year 9999", verifier: "hmac", token: hs(claims("1", "iat", 1e18)), reason: ReasonMalformedToken},
+		{name: "nbf not a number, token expired", verifier: "hmac", token: hs(claims("1", "nbf", "x", "exp", now.Add(-time.Hour).Unix())), reason: ReasonMalformedToken},
 		{name: "exp fractional", verifier: "hmac", token: hs(claims("1", "exp", float64(now.Add(time.Hour).Unix())+0.5)), user: "1"},
 
 		// User claim.
@@ -252,6 +273,10 @@ func TestVerify(t *testing.T) {
 		{name: "user_id 1e300", verifier: "user_id", token: hs256Raw(t, `{"alg":"HS256"}`, fmt.Sprintf(`{"user_id":1e300,"exp":%d}`, now.Add(time.Hour).Unix())), reason: ReasonMissingUser},
 		{name: "user_id big integer", verifier: "user_id", token: hs256Raw(t, `{"alg":"HS256"}`, fmt.Sprintf(`{"user_id":123456789012345678901234567890,"exp":%d}`, now.Add(time.Hour).Unix())), user: "123456789012345678901234567890"},
 		{name: "user_id negative", verifier: "user_id", token: hs(claims(nil, "user_id", -3)), user: "-3"},
+		{name: "user_id empty", verifier: "user_id", token: hs(claims(nil, "user_id", "")), reason: ReasonMissingUser},
+		{name: "user_id with space", verifier: "user_id", token: hs(claims(nil, "user_id", "a b")), reason: ReasonMissingUser},
+		{name: "user_id object", verifier: "user_id", token: hs(claims(nil, "user_id", map[string]any{"id": 1})), reason: ReasonMissingUser},
+		{name: "user_id array", verifier: "user_id", token: hs(claims(nil, "user_id", []int{42})), reason: ReasonMissingUser},
 		{name: "user_id absent (sub ignored)", verifier: "user_id", token: hs(claims("42")), reason: ReasonMissingUser},
 		{name: "user_id null", verifier: "user_id", token: hs256Raw(t, `{"alg":"HS256"}`, fmt.Sprintf(`{"user_id":null,"exp":%d}`, now.Add(time.Hour).Unix())), reason: ReasonMissingUser},
 
@@ -302,6 +327,10 @@ func TestVerify(t *testing.T) {
 		{name: "signature not base64", verifier: "hmac", token: parts[0] + "." + parts[1] + ".!!!", reason: ReasonMalformedToken},
 		{name: "padded base64", verifier: "hmac", token: parts[0] + "=." + parts[1] + "." + parts[2], reason: ReasonMalformedToken},
 		{name: "whitespace", verifier: "hmac", token: " " + validHS, reason: ReasonMalformedToken},
+		{name: "garbage word", verifier: "hmac", token: "garbage", reason: ReasonMalformedToken},
+		{name: "bearer prefix kept", verifier: "hmac", token: "Bearer " + validHS, reason: ReasonMalformedToken},
+		{name: "JSON instead of JWS", verifier: "hmac", token: `{"alg":"HS256","sub":"1"}`, reason: ReasonMalformedToken},
+		{name: "standard base64 alphabet", verifier: "hmac", token: parts[0] + "." + parts[1] + "." + strings.NewReplacer("-", "+", "_", "/").Replace(parts[2]) + "+/", reason: ReasonMalformedToken},
 		{name: "binary junk", verifier: "hmac", token: "\x00\xff.\x01.\x02", reason: ReasonMalformedToken},
 		{name: "crit header", verifier: "hmac", token: sign(t, jwt.SigningMethodHS256, []byte(testSecret), claims("1"), map[string]any{"crit": []string{"b64"}, "b64": false}), reason: ReasonMalformedToken},
 	}
@@ -356,9 +385,36 @@ func TestVerifyOutOfRangeExpNeverAccepted(t *testing.T) {
 	v := mustNew(t, Config{HMACSecret: testSecret})
 	for _, exp := range []string{"1e400", "-1e400", "1e19", "9223372036854775807", "-9223372036854775808"} {
 		tok := hs256Raw(t, `{"alg":"HS256"}`, `{"sub":"1","exp":`+exp+`}`)
-		if c, err := v.Verify(tok); err == nil {
+		c, err := v.Verify(tok)
+		if err == nil {
 			t.Errorf("exp %s accepted: %+v", exp, c)
+		} else if got := reasonOf(err); got != ReasonMalformedToken {
+			t.Errorf("exp %s: reason %s (%v), want %s", exp, got, err, ReasonMalformedToken)
 		}
+	}
+}
+
+// A token of exactly MaxTokenLen bytes is verified; one byte more is not.
+func TestVerifyMaxTokenLen(t *testing.T) {
+	v := mustNew(t, Config{HMACSecret: testSecret})
+	var tok string
+	// Raw base64 lengths skip every fourth value, so vary two fields.
+	for n := MaxTokenLen / 2; tok == "" && n < MaxTokenLen; n++ {
+		for _, sub := range []string{"1", "12", "123"} {
+			if s := sign(t, jwt.SigningMethodHS256, []byte(testSecret), claims(sub, "pad", strings.Repeat("x", n)), nil); len(s) == MaxTokenLen {
+				tok = s
+				break
+			}
+		}
+	}
+	if tok == "" {
+		t.Fatal("could not build a token of MaxTokenLen bytes")
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("token of %d bytes: %v", len(tok), err)
+	}
+	if _, err := v.Verify(tok + "A"); reasonOf(err) != ReasonMalformedToken || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("token of %d bytes: %v", len(tok)+1, err)
 	}
 }
 
@@ -464,6 +520,12 @@ func TestTokenFromRequest(t *testing.T) {
 		{name: "header beats cookie", v: def, ctx: reqCtx("/ws", "Bearer h1", "herald_token", "c1"), token: "h1", source: SourceHeader},
 		{name: "custom names", v: custom, ctx: reqCtx("/ws?token=ignored&jwt=q2", ""), token: "q2", source: SourceQuery},
 		{name: "custom cookie", v: custom, ctx: reqCtx("/ws?token=ignored", "", "herald_token", "ignored", "sess", "c2"), token: "c2", source: SourceCookie},
+		{name: "notifications path, query", v: def, ctx: reqCtx("/ws/notifications/?token=q1", "Bearer h1", "herald_token", "c1"), token: "q1", source: SourceQuery},
+		{name: "notifications path, header", v: def, ctx: reqCtx("/ws/notifications/", "Bearer h1", "herald_token", "c1"), token: "h1", source: SourceHeader},
+		{name: "notifications path, cookie", v: def, ctx: reqCtx("/ws/notifications/", "", "herald_token", "c1"), token: "c1", source: SourceCookie},
+		{name: "bearer lower case beats cookie", v: def, ctx: reqCtx("/sse/notifications/", "bearer h1", "herald_token", "c1"), token: "h1", source: SourceHeader},
+		{name: "other query parameter ignored", v: def, ctx: reqCtx("/ws?access_token=q1&tokens=q2", ""), source: SourceNone},
+		{name: "custom query beats header", v: custom, ctx: reqCtx("/ws?jwt=q2", "Bearer h1", "sess", "c2"), token: "q2", source: SourceQuery},
 		{name: "custom names ignore defaults", v: custom, ctx: reqCtx("/ws?token=q1", "", "herald_token", "c1"), source: SourceNone},
 	}
 	for _, tc := range tests {
@@ -498,6 +560,14 @@ func TestAuthenticate(t *testing.T) {
 		{"cookie", reqCtx("/ws", "", "herald_token", good), SourceCookie, ""},
 		{"expired in cookie", reqCtx("/ws", "", "herald_token", expired), SourceCookie, ReasonTokenExpired},
 		{"garbage in header", reqCtx("/ws", "Bearer x.y.z"), SourceHeader, ReasonMalformedToken},
+		{"notifications path", reqCtx("/ws/notifications/?token="+good, ""), SourceQuery, ""},
+		{"lower-case bearer", reqCtx("/ws/notifications/", "bearer "+good), SourceHeader, ""},
+		// The first source found is the one verified; the others are
+		// not tried.
+		{"good query over expired header", reqCtx("/ws?token="+good, "Bearer "+expired, "herald_token", expired), SourceQuery, ""},
+		{"expired query over good header", reqCtx("/ws?token="+expired, "Bearer "+good, "herald_token", good), SourceQuery, ReasonTokenExpired},
+		{"garbage header over good cookie", reqCtx("/ws", "Bearer junk", "herald_token", good), SourceHeader, ReasonMalformedToken},
+		{"non-bearer header, good cookie", reqCtx("/ws", "Basic dXNlcjpwYXNz", "herald_token", good), SourceCookie, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -519,6 +589,34 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("custom names", func(t *testing.T) {
+		cv := mustNew(t, Config{HMACSecret: testSecret, QueryParam: "access_token", CookieName: "sess"})
+		for _, tc := range []struct {
+			ctx    *fasthttp.RequestCtx
+			source Source
+			reason string
+		}{
+			{reqCtx("/ws/notifications/?access_token="+good, ""), SourceQuery, ""},
+			{reqCtx("/ws/notifications/", "", "sess", good), SourceCookie, ""},
+			{reqCtx("/ws/notifications/?token="+good, "", "herald_token", good), SourceNone, ReasonMissingToken},
+		} {
+			c, src, err := cv.Authenticate(tc.ctx)
+			got := ""
+			if err != nil {
+				got = reasonOf(err)
+			}
+			if src != tc.source || got != tc.reason {
+				t.Errorf("%s: source %q, err %v; want %q, %q", tc.ctx.URI(), src, err, tc.source, tc.reason)
+			}
+			if tc.reason == "" && c.UserID != "42" {
+				t.Errorf("%s: claims %+v", tc.ctx.URI(), c)
+			}
+			if tc.reason == ReasonMissingToken && (!strings.Contains(err.Error(), `"access_token"`) || !strings.Contains(err.Error(), `"sess"`)) {
+				t.Errorf("missing-token error does not name the custom sources: %v", err)
+			}
+		}
+	})
 }
 
 func TestNew(t *testing.T) {
@@ -545,6 +643,27 @@ func TestNew(t *testing.T) {
 	paramsFile := writeFile(t, dir, "params.pem", append(
 		pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: []byte{6, 8, 42, 134, 72, 206, 61, 3, 1, 7}}),
 		pkixPEM(t, &k.ec256.PublicKey)...))
+	// A self-signed RSA certificate, and RSA and EC private keys.
+	rsaTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "herald rsa"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	rsaCertDER, err := x509.CreateCertificate(rand.Reader, rsaTmpl, rsaTmpl, &k.rsa2.PublicKey, k.rsa2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCertFile := writeFile(t, dir, "rsa-cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rsaCertDER}))
+	pkcs1File := writeFile(t, dir, "pkcs1.pem", pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&k.rsa.PublicKey)}))
+	ecPrivDER, err := x509.MarshalECPrivateKey(k.ec256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p224, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x25519, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	otherDir := filepath.Join(dir, "other")
 	if err := os.Mkdir(otherDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -570,11 +689,31 @@ func TestNew(t *testing.T) {
 			wantErr: []string{"auth.jwt.public_key_files[0]", "parse public key"}},
 		{name: "private key", cfg: Config{PublicKeyFiles: []string{writeFile(t, dir, "priv.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))}},
 			wantErr: []string{"auth.jwt.public_key_files[0]", "private key"}},
+		{name: "RSA private key", cfg: Config{PublicKeyFiles: []string{writeFile(t, dir, "rsa-priv.pem", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k.rsa)}))}},
+			wantErr: []string{"auth.jwt.public_key_files[0]", "rsa-priv.pem", `"RSA PRIVATE KEY" is a private key`}},
+		{name: "EC private key before the public key", cfg: Config{PublicKeyFiles: []string{writeFile(t, dir, "ec-both.pem", append(
+			pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecPrivDER}), pkixPEM(t, &k.ec256.PublicKey)...))}},
+			wantErr: []string{"auth.jwt.public_key_files[0]", "private key"}},
+		{name: "private key as second file", cfg: Config{PublicKeyFiles: []string{rsaFile, writeFile(t, dir, "priv2.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))}},
+			wantErr: []string{"auth.jwt.public_key_files[1]", "private key"}},
+		{name: "P-224 key", cfg: Config{PublicKeyFiles: []string{writeFile(t, dir, "p224.pem", pkixPEM(t, &p224.PublicKey))}},
+			wantErr: []string{"auth.jwt.public_key_files[0]", "P-224"}},
+		{name: "X25519 key", cfg: Config{PublicKeyFiles: []string{writeFile(t, dir, "x25519.pem", pkixPEM(t, x25519.PublicKey()))}},
+			wantErr: []string{"auth.jwt.public_key_files[0]", "unsupported key type"}},
+		{name: "empty file", cfg: Config{PublicKeyFiles: []string{writeFile(t, dir, "empty.pem", nil)}},
+			wantErr: []string{"auth.jwt.public_key_files[0]", "no PEM data"}},
+		{name: "directory", cfg: Config{PublicKeyFiles: []string{otherDir}},
+			wantErr: []string{"auth.jwt.public_key_files[0]"}},
+		{name: "secret too short with valid key file", cfg: Config{HMACSecret: "short", PublicKeyFiles: []string{rsaFile}},
+			wantErr: []string{"auth.jwt.hmac_secret"}},
 		{name: "RSA key too small", cfg: Config{PublicKeyFiles: []string{writeFile(t, dir, "small.pem", pkixPEM(t, &small.PublicKey))}},
 			wantErr: []string{"auth.jwt.public_key_files[0]", "1024 bits"}},
 		{name: "duplicate key id", cfg: Config{PublicKeyFiles: []string{rsaFile, writeFile(t, otherDir, "rsa.pub", pkixPEM(t, k.ed.Public()))}},
 			wantErr: []string{"auth.jwt.public_key_files[1]", `key id "rsa"`, "public_key_files[0]"}},
 		{name: "certificate", cfg: Config{PublicKeyFiles: []string{certFile}}},
+		{name: "RSA certificate", cfg: Config{PublicKeyFiles: []string{rsaCertFile}}},
+		{name: "RSA PUBLIC KEY (PKCS #1)", cfg: Config{PublicKeyFiles: []string{pkcs1File}}},
+		{name: "every kind", cfg: Config{HMACSecret: testSecret, PublicKeyFiles: []string{rsaCertFile, pkcs1File, certFile, writeFile(t, dir, "ed.pem", pkixPEM(t, k.ed.Public()))}}},
 		{name: "EC parameters block skipped", cfg: Config{PublicKeyFiles: []string{paramsFile}}},
 		{name: "RSA only", cfg: Config{PublicKeyFiles: []string{rsaFile}}},
 	}
@@ -603,6 +742,30 @@ func TestNew(t *testing.T) {
 	if _, err := v.Verify(sign(t, jwt.SigningMethodES256, k.ec256, claims("1"), nil)); err != nil {
 		t.Fatalf("certificate key: %v", err)
 	}
+	// Keys from a certificate and a PKCS #1 block are told apart by kid,
+	// the file's base name.
+	v = mustNew(t, Config{PublicKeyFiles: []string{rsaCertFile, pkcs1File}})
+	for _, tc := range []struct {
+		key    *rsa.PrivateKey
+		kid    string
+		reason string
+	}{
+		{k.rsa2, "rsa-cert", ""},
+		{k.rsa, "pkcs1", ""},
+		{k.rsa, "rsa-cert", ReasonInvalidSignature},
+		{k.rsa2, "pkcs1", ReasonInvalidSignature},
+		{k.rsa2, "", ""},
+		{k.rsaOther, "", ReasonInvalidSignature},
+	} {
+		_, err := v.Verify(sign(t, jwt.SigningMethodRS256, tc.key, claims("1"), map[string]any{"kid": tc.kid}))
+		got := ""
+		if err != nil {
+			got = reasonOf(err)
+		}
+		if got != tc.reason {
+			t.Errorf("kid %q: %v, want %q", tc.kid, err, tc.reason)
+		}
+	}
 }
 
 func TestNewDoesNotKeepCallersSlice(t *testing.T) {
@@ -619,7 +782,9 @@ func TestSign(t *testing.T) {
 	v := mustNew(t, Config{HMACSecret: testSecret})
 	for _, alg := range []string{"HS256", "HS384", "HS512"} {
 		t.Run(alg, func(t *testing.T) {
+			before := time.Now()
 			tok, err := Sign(testSecret, alg, "user@example.com", time.Hour, []string{"team:1", "news"})
+			after := time.Now()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -643,8 +808,9 @@ func TestSign(t *testing.T) {
 			if c.UserID != "user@example.com" || !slices.Equal(c.Channels, []string{"team:1", "news"}) {
 				t.Fatalf("claims %+v", c)
 			}
-			if d := time.Until(c.ExpiresAt); d < 58*time.Minute || d > time.Hour {
-				t.Fatalf("expires in %v", d)
+			// exp is whole seconds: now+ttl, truncated.
+			if lo, hi := before.Add(time.Hour).Truncate(time.Second), after.Add(time.Hour); c.ExpiresAt.Before(lo) || c.ExpiresAt.After(hi) {
+				t.Fatalf("ExpiresAt %v, want within [%v, %v]", c.ExpiresAt, lo, hi)
 			}
 		})
 	}

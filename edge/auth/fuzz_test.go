@@ -74,6 +74,15 @@ func FuzzVerify(f *testing.F) {
 	f.Add(valid)
 	f.Add(sign(f, jwt.SigningMethodEdDSA, edKey, claims("7", "channels", "a,b"), map[string]any{"kid": "ed"}))
 	f.Add(sign(f, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims("1"), nil))
+	f.Add(b64(`{"alg":"none"}`) + "." + b64(`{"sub":"1","exp":99999999999}`) + ".")
+	// Huge claims: close to MaxTokenLen, 40 channels, a long user id.
+	chans := make([]string, 40)
+	for i := range chans {
+		chans[i] = fmt.Sprintf("team:%d", i)
+	}
+	f.Add(sign(f, jwt.SigningMethodHS256, []byte(testSecret), claims(strings.Repeat("u", 200),
+		"channels", chans, "pad", strings.Repeat("x", MaxTokenLen/2)), nil))
+	f.Add(sign(f, jwt.SigningMethodHS256, []byte(testSecret), claims("big", "channels", strings.Repeat("a,", 40)), nil))
 	f.Add(hs256Raw(f, `{"alg":"HS256","crit":["x"]}`, `{"sub":"1","exp":1e400}`))
 	f.Add(b64(`{"alg":"HS256"}`) + "." + b64(`{"sub":"x","exp":99999999999}`) + ".")
 	f.Add("")
