@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	case "/readyz":
 		s.handleReady(ctx)
 	case "/metrics":
+		if s.cfg.Admin.Listen != "" {
+			writeError(ctx, fasthttp.StatusNotFound, "not_found", "metrics are served on admin.listen")
+			return
+		}
 		s.metricsHandler(ctx)
 	case "/":
 		if s.cfg.Dev.Enabled {
@@ -48,6 +53,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			s.handleDemoUpload(ctx)
 		}
 	default:
+		if bytes.HasPrefix(ctx.Path(), []byte("/admin/")) && s.cfg.Admin.Listen == "" {
+			s.routeAdmin(ctx)
+			return
+		}
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
 	}
 }

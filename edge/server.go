@@ -5,7 +5,6 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +42,7 @@ type Server struct {
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing // nil when tracing is off
 
+	adminHTTP   *fasthttp.Server
 	metricsOnce sync.Once
 	metricsHTTP fasthttp.RequestHandler
 
@@ -50,6 +50,7 @@ type Server struct {
 	node     string // random id of this node
 	control  string // this node's control channel
 	nextID   atomic.Uint64
+	pending  sync.Map // admin request id → *replies
 	draining atomic.Bool
 	live     sync.WaitGroup // sessions whose read loop runs
 }
@@ -102,13 +103,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	cc, _ := b.(clusterCounter)
 	s.adm = newAdmission(cfg.Limits, s.node, cc, log)
-	if cc != nil {
-		// Other nodes reach this one on its control channel (cluster-wide
-		// eviction of a user's oldest connection).
-		if err := b.Subscribe(ctx, s.control); err != nil {
-			b.Close()
-			return nil, fmt.Errorf("subscribe control channel: %w", err)
-		}
+	// Other nodes reach this one on its control channel (eviction of a
+	// user's oldest connection, admin requests) and all nodes on the shared
+	// one (admin broadcasts).
+	if err := b.Subscribe(ctx, s.control, controlAll); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("subscribe control channels: %w", err)
 	}
 	s.origins = make(map[string]bool)
 	for _, o := range cfg.Server.AllowedOrigins {
@@ -194,48 +194,6 @@ func (s *Server) housekeeping() {
 			s.adm.renew(ctx)
 			cancel()
 		}
-	}
-}
-
-// deliver is the broker's handler: control messages for this node are
-// handled here, everything else goes to the hub.
-func (s *Server) deliver(m *fanout.Message) {
-	if m.Channel == s.control {
-		go s.onControl(m.Data)
-		return
-	}
-	s.hub.Deliver(m)
-}
-
-// controlMessage is sent between nodes on their control channels.
-type controlMessage struct {
-	Type string `json:"type"` // "evict"
-	User string `json:"user"`
-	Conn string `json:"conn"`
-}
-
-func (s *Server) onControl(data []byte) {
-	var c controlMessage
-	if err := json.Unmarshal(data, &c); err != nil {
-		s.log.Warn("bad control message", "err", err)
-		return
-	}
-	if c.Type == "evict" {
-		if sess := s.adm.find(c.User, c.Conn); sess != nil {
-			s.log.Info("evicting oldest connection", "user", c.User, "session", sess.ID(), "by", "another node")
-			sess.Close(protocols.CloseReplaced)
-		}
-	}
-}
-
-// evictRemote asks the node holding connection conn to close it.
-func (s *Server) evictRemote(user, conn string) {
-	node, _, _ := strings.Cut(conn, ".")
-	b, _ := json.Marshal(controlMessage{Type: "evict", User: user, Conn: conn})
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	if _, err := s.broker.Publish(ctx, "herald.node."+node, b, fanout.PublishOptions{}); err != nil {
-		s.log.Warn("could not reach the node of an evicted connection", "conn", conn, "err", err)
 	}
 }
 
@@ -329,6 +287,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
 	}
 	s.env.Writers.Close()
+	if s.adminHTTP != nil {
+		_ = s.adminHTTP.ShutdownWithContext(ctx)
+	}
 	if err := s.tracing.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown tracing: %w", err))
 	}

@@ -120,8 +120,16 @@ func serve(cfg config.Config, logw io.Writer) error {
 		return fmt.Errorf("server.listen: %w", err)
 	}
 	log.Info("herald listening", "addr", ln.Addr().String(), "broker", cfg.Fanout.Broker, "dev", cfg.Dev.Enabled)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if cfg.Admin.Listen != "" {
+		aln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+		log.Info("admin API listening", "addr", aln.Addr().String())
+		go func() { errc <- srv.ServeAdmin(aln) }()
+	}
 	select {
 	case err := <-errc:
 		return err

@@ -1,0 +1,129 @@
+package edge
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/heraldrt/herald/fanout"
+)
+
+// The admin API (admin.key; on admin.listen when set, else on the main
+// listener). Answers cover the whole cluster: a request fans out to every
+// node over the control channels and gathers their replies.
+//
+//	GET  /admin/connections?user_id=42   a user's connections on every node
+//	POST /admin/disconnect               {"user_id":"42","reason":"logout"}
+//	GET  /admin/channels?channel=user:42 local subscribers and history top
+//	GET  /admin/nodes                    the nodes that answer, with connection counts
+
+func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
+	key := ctx.Request.Header.Peek("X-Admin-Key")
+	return s.cfg.Admin.Key != "" && len(key) > 0 && subtle.ConstantTimeCompare(key, []byte(s.cfg.Admin.Key)) == 1
+}
+
+// routeAdmin serves /admin/* (and /metrics on a separate admin listener).
+func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) {
+	if string(ctx.Path()) == "/metrics" {
+		s.metricsHandler(ctx)
+		return
+	}
+	if s.cfg.Admin.Key == "" {
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "the admin API is disabled (set admin.key)")
+		return
+	}
+	if !s.adminAuthorized(ctx) {
+		s.log.Info("admin request refused", "reason", "bad_admin_key", "remote", ctx.RemoteAddr().String())
+		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong X-Admin-Key")
+		return
+	}
+	switch string(ctx.Path()) {
+	case "/admin/connections":
+		user := string(ctx.QueryArgs().Peek("user_id"))
+		if user == "" {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "user_id is required")
+			return
+		}
+		var conns []connInfo
+		for _, r := range s.ask(controlMessage{Type: "list", User: user}) {
+			conns = append(conns, r.Conns...)
+		}
+		sort.Slice(conns, func(i, j int) bool { return conns[i].ConnectedAt.Before(conns[j].ConnectedAt) })
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"user_id": user, "connections": orEmpty(conns)})
+	case "/admin/disconnect":
+		if !ctx.IsPost() {
+			writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+			return
+		}
+		var body struct {
+			UserID string `json:"user_id"`
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal(ctx.PostBody(), &body); err != nil || body.UserID == "" {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", `body must be {"user_id":"...","reason":"..."}`)
+			return
+		}
+		if body.Reason == "" {
+			body.Reason = "disconnected_by_admin"
+		}
+		n, nodes := 0, 0
+		for _, r := range s.ask(controlMessage{Type: "disconnect", User: body.UserID, Reason: body.Reason}) {
+			n += r.Count
+			nodes++
+		}
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"user_id": body.UserID, "disconnected": n, "nodes": nodes})
+	case "/admin/channels":
+		ch := string(ctx.QueryArgs().Peek("channel"))
+		if !fanout.ValidChannel(ch) {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "a valid channel is required")
+			return
+		}
+		hctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		res, err := s.broker.History(hctx, ch, fanout.Position{}, 0)
+		cancel()
+		if err != nil {
+			writeError(ctx, fasthttp.StatusServiceUnavailable, "broker_unavailable", err.Error())
+			return
+		}
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"channel": ch, "node": s.node,
+			"local_subscribers": s.hub.Count(ch), "epoch": res.Top.Epoch, "offset": res.Top.Offset})
+	case "/admin/nodes":
+		type node struct {
+			Node        string `json:"node"`
+			Connections int    `json:"connections"`
+		}
+		var nodes []node
+		for _, r := range s.ask(controlMessage{Type: "list"}) {
+			nodes = append(nodes, node{Node: r.Node, Connections: len(r.Conns)})
+		}
+		sort.Slice(nodes, func(i, j int) bool { return nodes[i].Node < nodes[j].Node })
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"self": s.node, "nodes": nodes})
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such admin endpoint")
+	}
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ServeAdmin serves the admin API and /metrics on ln (admin.listen) until
+// Shutdown.
+func (s *Server) ServeAdmin(ln net.Listener) error {
+	s.adminHTTP = &fasthttp.Server{Handler: s.routeAdmin, Name: "herald-admin", NoDefaultServerHeader: true,
+		ReadTimeout: s.cfg.Server.HandshakeTimeout, Logger: slogPrintf{s.log}}
+	err := s.adminHTTP.Serve(ln)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("serve admin %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
