@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -34,6 +35,10 @@ type PublishRequest struct {
 
 // publishTimeout bounds one broker publish.
 const publishTimeout = 5 * time.Second
+
+// reservedPrefix marks Herald's own control channels; the publish API
+// refuses it so that an API key cannot speak for the admin API.
+const reservedPrefix = "herald."
 
 // maxIdempotencyKey bounds idempotency keys.
 const maxIdempotencyKey = 200
@@ -110,6 +115,9 @@ func (b publishBody) validate() (PublishRequest, error) {
 	}
 	if !fanout.ValidChannel(r.Channel) {
 		return r, fmt.Errorf("invalid channel %q: use 1-%d characters from A-Z a-z 0-9 _-.:@=+/", r.Channel, fanout.MaxChannelLen)
+	}
+	if strings.HasPrefix(r.Channel, reservedPrefix) {
+		return r, fmt.Errorf("channel %q: the %q prefix is reserved for Herald's nodes", r.Channel, reservedPrefix)
 	}
 	if len(b.Data) == 0 || bytes.Equal(b.Data, []byte("null")) {
 		return r, errors.New(`missing "data"`)

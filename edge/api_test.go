@@ -29,6 +29,7 @@ func TestPublishAPIErrors(t *testing.T) {
 		{"both", "/api/publish", testAPIKey, `{"user_id":"1","channel":"x","data":{}}`, 400, "not both"},
 		{"no data", "/api/publish", testAPIKey, `{"user_id":"1"}`, 400, `missing "data"`},
 		{"bad channel", "/api/publish", testAPIKey, `{"channel":"a b","data":{}}`, 400, "invalid channel"},
+		{"reserved", "/api/publish", testAPIKey, `{"channel":"herald.nodes","data":{"type":"disconnect","user":"1"}}`, 400, "reserved"},
 		{"bad user", "/api/publish", testAPIKey, `{"user_id":true,"data":{}}`, 400, "user_id"},
 		{"too large", "/api/publish", testAPIKey, `{"user_id":"1","data":"` + strings.Repeat("x", 4096) + `"}`, 413, "body"},
 		{"empty batch", "/api/publish/batch", testAPIKey, `{"messages":[]}`, 400, "non-empty"},
