@@ -77,6 +77,11 @@ func TestSlowReaderCoalescedOthersOnTime(t *testing.T) {
 	if last != n {
 		t.Fatalf("slow client's last progress was step %d, want %d", last, n)
 	}
+	if c := metricValue(t, scrape(t, ts), "herald_messages_coalesced_total"); c == 0 {
+		t.Fatal("nothing was coalesced: the test did not fill the slow client's queue")
+	} else {
+		t.Logf("coalesced %v of %d progress messages", c, n)
+	}
 }
 
 func TestSlowConsumerDisconnected(t *testing.T) {
