@@ -71,6 +71,10 @@ type memChannel struct {
 	subs     int
 	idem     map[string]idemEntry
 	lastUsed time.Time
+	// dead is set, under mu, when sweep removes the channel from its shard.
+	// A caller that looked the channel up before and locks it after must
+	// not use it: its subscription or message would be lost with it.
+	dead bool
 }
 
 type idemEntry struct {
@@ -121,6 +125,22 @@ func (b *MemoryBroker) channel(name string, create bool) *memChannel {
 	return c
 }
 
+// lockChannel returns the state of name locked, creating it when create
+// is set; nil when it does not exist and create is not set.
+func (b *MemoryBroker) lockChannel(name string, create bool) *memChannel {
+	for {
+		c := b.channel(name, create)
+		if c == nil {
+			return nil
+		}
+		c.mu.Lock()
+		if !c.dead {
+			return c
+		}
+		c.mu.Unlock() // swept in between: look it up again
+	}
+}
+
 // Publish implements Broker.
 func (b *MemoryBroker) Publish(_ context.Context, channel string, data []byte, opts PublishOptions) (PublishResult, error) {
 	if b.closed() {
@@ -130,8 +150,7 @@ func (b *MemoryBroker) Publish(_ context.Context, channel string, data []byte, o
 		return PublishResult{}, fmt.Errorf("publish %q: %w", channel, ErrInvalidChannel)
 	}
 	now := b.now()
-	c := b.channel(channel, true)
-	c.mu.Lock()
+	c := b.lockChannel(channel, true)
 	defer c.mu.Unlock()
 	if opts.IdempotencyKey != "" {
 		if e, ok := c.idem[opts.IdempotencyKey]; ok && now.Before(e.expires) {
@@ -178,8 +197,7 @@ func (b *MemoryBroker) Subscribe(_ context.Context, channels ...string) error {
 		}
 	}
 	for _, ch := range channels {
-		c := b.channel(ch, true)
-		c.mu.Lock()
+		c := b.lockChannel(ch, true)
 		c.subs++
 		c.lastUsed = b.now()
 		c.mu.Unlock()
@@ -190,11 +208,10 @@ func (b *MemoryBroker) Subscribe(_ context.Context, channels ...string) error {
 // Unsubscribe implements Broker.
 func (b *MemoryBroker) Unsubscribe(_ context.Context, channels ...string) error {
 	for _, ch := range channels {
-		c := b.channel(ch, false)
+		c := b.lockChannel(ch, false)
 		if c == nil {
 			continue
 		}
-		c.mu.Lock()
 		if c.subs > 0 {
 			c.subs--
 		}
@@ -207,11 +224,10 @@ func (b *MemoryBroker) Unsubscribe(_ context.Context, channels ...string) error 
 // Subscribers returns the subscription reference count of channel (for
 // tests and metrics).
 func (b *MemoryBroker) Subscribers(channel string) int {
-	c := b.channel(channel, false)
+	c := b.lockChannel(channel, false)
 	if c == nil {
 		return 0
 	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.subs
 }
@@ -224,8 +240,7 @@ func (b *MemoryBroker) History(_ context.Context, channel string, since Position
 	if !ValidChannel(channel) {
 		return HistoryResult{}, fmt.Errorf("history %q: %w", channel, ErrInvalidChannel)
 	}
-	c := b.channel(channel, true)
-	c.mu.Lock()
+	c := b.lockChannel(channel, true)
 	defer c.mu.Unlock()
 	b.expireLocked(c, b.now())
 	res := HistoryResult{Top: Position{Epoch: c.epoch, Offset: c.top}}
@@ -299,6 +314,7 @@ func (b *MemoryBroker) sweep(now time.Time) {
 				}
 			}
 			if len(c.ring) == 0 && c.subs == 0 && len(c.idem) == 0 && now.Sub(c.lastUsed) > b.cfg.HistoryTTL {
+				c.dead = true
 				delete(s.channels, name)
 			}
 			c.mu.Unlock()

@@ -681,7 +681,7 @@ func (s *Session) flush() {
 		*bp = buf
 		err := s.write(conn, buf)
 		if err != nil || final {
-			if err != nil && s.env.Log.Enabled(context.Background(), slog.LevelDebug) {
+			if err != nil && s.env.Log != nil && s.env.Log.Enabled(context.Background(), slog.LevelDebug) {
 				s.env.Log.Debug("write failed", "session", s.opts.ID, "user", s.opts.UserID, "err", err)
 			}
 			s.terminate()
@@ -900,7 +900,9 @@ func (s *Session) recoverGap(channel string, since fanout.Position) {
 		}
 		s.queue = append([]item{{kind: itemEvent, b: s.resetEvent(channel, resetReason(err))}}, s.queue...)
 	default:
-		s.env.Log.Warn("history read failed during gap recovery", "session", s.opts.ID, "channel", channel, "err", err)
+		if s.env.Log != nil {
+			s.env.Log.Warn("history read failed during gap recovery", "session", s.opts.ID, "channel", channel, "err", err)
+		}
 		s.closeLocked(CloseInternal, true)
 	}
 	sched := s.scheduleLocked()
