@@ -61,7 +61,7 @@ var (
 // disconnectEvent is the final event before Herald closes a connection.
 func disconnectEvent(r CloseReason) []byte {
 	b := []byte(`{"type":"disconnect","reason":`)
-	b = strconv.AppendQuote(b, r.Reason)
+	b = appendJSONString(b, r.Reason)
 	b = append(b, `,"reconnect":`...)
 	b = strconv.AppendBool(b, r.Reconnect)
 	if r.Retry > 0 {
@@ -79,7 +79,7 @@ func EstablishedEvent(transport, userID string) []byte {
 		msg = "SSE connected successfully"
 	}
 	b := []byte(`{"type":"connection_established","message":`)
-	b = strconv.AppendQuote(b, msg)
+	b = appendJSONString(b, msg)
 	b = append(b, `,"user_id":`...)
 	b = appendJSONString(b, userID)
 	return append(b, '}')

@@ -670,7 +670,12 @@ func (s *Session) flush() {
 			s.mu.Unlock()
 			return
 		}
-		buf, final := s.buildLocked((*bp)[:0])
+		if len(s.queue) == 0 {
+			s.scheduled = false
+			s.mu.Unlock()
+			return
+		}
+		buf, final := s.buildLocked(bp.out[:0], bp.cur[:0])
 		if len(buf) == 0 && !final {
 			s.scheduled = false
 			s.mu.Unlock()
@@ -678,7 +683,7 @@ func (s *Session) flush() {
 		}
 		conn := s.conn
 		s.mu.Unlock()
-		*bp = buf
+		bp.out = buf
 		err := s.write(conn, buf)
 		if err != nil || final {
 			if err != nil && s.env.Log != nil && s.env.Log.Enabled(context.Background(), slog.LevelDebug) {
@@ -711,8 +716,7 @@ const maxBatchBytes = 256 << 10
 // channel's position: duplicates are dropped, a new epoch becomes a
 // stream_reset, and a gap stops the batch and starts a history read.
 // final reports that the close item was framed.
-func (s *Session) buildLocked(buf []byte) (out []byte, final bool) {
-	var cur [128]byte
+func (s *Session) buildLocked(buf, cur []byte) (out []byte, final bool) {
 	var now int64 // taken once per batch, at the first message
 	i := 0
 	for ; i < len(s.queue) && len(buf) < maxBatchBytes; i++ {

@@ -27,7 +27,7 @@ func NewWriters(n int) *Writers {
 		n = 64
 	}
 	w := &Writers{q: make(chan *Session, writerQueue), done: make(chan struct{})}
-	w.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	w.bufs.New = func() any { return &flushBuf{out: make([]byte, 0, 4096), cur: make([]byte, 0, 128)} }
 	w.wg.Add(n)
 	for range n {
 		go func() {
@@ -66,12 +66,20 @@ func (w *Writers) Close() {
 	w.wg.Wait()
 }
 
-func (w *Writers) getBuf() *[]byte { return w.bufs.Get().(*[]byte) }
+// flushBuf is what one flush borrows: the outgoing bytes and a scratch
+// buffer for cursors. Pooling the scratch too keeps the delivery path free
+// of allocations (a stack array would escape into the Transport call).
+type flushBuf struct {
+	out []byte
+	cur []byte
+}
 
-func (w *Writers) putBuf(b *[]byte) {
-	if cap(*b) > 1<<20 {
+func (w *Writers) getBuf() *flushBuf { return w.bufs.Get().(*flushBuf) }
+
+func (w *Writers) putBuf(b *flushBuf) {
+	if cap(b.out) > 1<<20 {
 		return
 	}
-	*b = (*b)[:0]
+	b.out = b.out[:0]
 	w.bufs.Put(b)
 }
