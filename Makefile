@@ -28,7 +28,21 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseInbound$$' -fuzztime $(FUZZTIME) ./protocols/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePublish$$' -fuzztime $(FUZZTIME) ./edge/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./edge/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) ./compat/
 
 ## bench: hot-path Go benchmarks with allocations
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./protocols/ ./fanout/ ./edge/
+	$(GO) test -run '^$$' -bench . -benchmem ./protocols/ ./fanout/ ./edge/ ./compat/
+
+# ---- benchmarks (herald-bench) ----
+# Load benchmarks with cmd/herald-bench against real processes (the `bench`
+# target above runs the Go micro-benchmarks). Results go to bench/out/.
+.PHONY: bench-load bench-big
+
+## bench-load: Herald (memory broker) vs the floor server: idle 10k WS + 5k SSE, broadcast to 10k WS at 1 and 20 msgs/s, per-user 1,000 msgs/s, resume (~6 min)
+bench-load:
+	GO=$(GO) bash bench/scripts/load.sh
+
+## bench-big: 3 Herald nodes on 3 Redis shards, ~55,000 mixed WS/SSE connections, broadcast + per-user (best effort)
+bench-big:
+	GO=$(GO) bash bench/scripts/big.sh

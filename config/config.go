@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -39,6 +40,8 @@ type Config struct {
 	Log     Log                     `koanf:"log"`
 	Dev     Dev                     `koanf:"dev"`
 	Admin   Admin                   `koanf:"admin"`
+	// Compat configures migration aids (channels_redis ingest).
+	Compat Compat `koanf:"compat"`
 }
 
 // Server configures the listener and HTTP handling.
@@ -64,6 +67,9 @@ type Server struct {
 // Auth configures how connecting users are authenticated.
 type Auth struct {
 	JWT JWT `koanf:"jwt"`
+	// BackendCheck authenticates token-less connections by asking the
+	// application backend (Django session cookie).
+	BackendCheck BackendCheck `koanf:"backend_check"`
 	// CookieName is the cookie a token may be read from.
 	CookieName string `koanf:"cookie_name"`
 	// QueryParam is the query parameter a token may be read from.
@@ -214,11 +220,13 @@ func Default() Config {
 			ReconnectWindow:  5 * time.Second,
 		},
 		Auth: Auth{
-			JWT:        JWT{Leeway: 5 * time.Second, UserClaim: "sub"},
-			CookieName: "herald_token",
-			QueryParam: "token",
+			JWT:          JWT{Leeway: 5 * time.Second, UserClaim: "sub"},
+			BackendCheck: DefaultBackendCheck(),
+			CookieName:   "herald_token",
+			QueryParam:   "token",
 		},
-		API: API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: 5 * time.Minute},
+		Compat: Compat{ChannelsRedis: DefaultChannelsRedis()},
+		API:    API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: 5 * time.Minute},
 		Fanout: Fanout{Broker: "memory", Redis: fanout.RedisConfig{
 			Prefix: "herald:", DialTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second,
 			Partitions: 16, MetaTTL: 7 * 24 * time.Hour, QueueSize: 65536, ProbeInterval: 5 * time.Second,
@@ -488,6 +496,12 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
+	if err := c.Compat.ChannelsRedis.Validate("compat.channels_redis"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Auth.BackendCheck.Validate("auth.backend_check"); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -502,6 +516,15 @@ func (c Config) Masked() Config {
 	mask(&c.API.Key)
 	mask(&c.Admin.Key)
 	mask(&c.Fanout.Redis.Password)
+	hosts := make([]string, len(c.Compat.ChannelsRedis.Hosts))
+	for i, h := range c.Compat.ChannelsRedis.Hosts {
+		if u, err := url.Parse(h); err == nil && u.User != nil {
+			u.User = url.User("******")
+			h = u.String()
+		}
+		hosts[i] = h
+	}
+	c.Compat.ChannelsRedis.Hosts = hosts
 	return c
 }
 

@@ -62,6 +62,14 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, transport string, sinceParam []
 		}
 	}()
 	claims, _, err := s.auth.Authenticate(ctx)
+	if err != nil && s.backend != nil {
+		// No JWT at all: ask the backend about the session cookie. A
+		// present but bad token is still refused as such.
+		var ae *auth.Error
+		if errors.As(err, &ae) && ae.Reason == auth.ReasonMissingToken {
+			claims, err = s.backend.Check(ctx)
+		}
+	}
 	if err != nil {
 		reason := "unauthorized"
 		var ae *auth.Error
@@ -172,6 +180,11 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Name(), "broker_unavailable", err.Error())
 		return nil, false
 	}
+	if s.ingest != nil {
+		for _, ch := range sess.Channels() {
+			s.ingest.Interest(ch)
+		}
+	}
 	err := sess.Resume(bctx)
 	if err != nil {
 		s.drop(sess)
@@ -194,6 +207,11 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 func (s *Server) drop(sess *protocols.Session) {
 	s.hub.Remove(sess)
 	_ = s.broker.Unsubscribe(context.Background(), sess.Channels()...)
+	if s.ingest != nil {
+		for _, ch := range sess.Channels() {
+			s.ingest.Release(ch)
+		}
+	}
 	s.adm.releaseUser(sess)
 	s.adm.leave(sess.Remote())
 }

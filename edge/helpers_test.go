@@ -331,3 +331,13 @@ func websocketCloseCode(err error, code int) bool {
 	ce, ok := err.(*websocket.CloseError)
 	return ok && ce.Code == code
 }
+
+// requireInCI skips a test whose outside dependency is missing, except in
+// CI (CI=true), where .ci/run installs it and its absence is a failure.
+func requireInCI(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}

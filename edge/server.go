@@ -19,6 +19,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
+	"github.com/heraldrt/herald/compat"
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
@@ -41,6 +42,8 @@ type Server struct {
 	adm      *admission
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing // nil when tracing is off
+	ingest   *compat.Ingest     // channels_redis ingest, nil when disabled
+	backend  *BackendChecker    // auth.backend_check, nil when disabled
 
 	adminHTTP   *fasthttp.Server
 	metricsOnce sync.Once
@@ -101,12 +104,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if rb, ok := b.(*fanout.RedisBroker); ok {
 		s.metrics.RegisterRedis(rb)
 	}
+	if cfg.Compat.ChannelsRedis.Enabled {
+		in, err := compat.NewIngest(cfg.Compat.ChannelsRedis, b.Publish, log.With("component", "channels_redis"))
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("compat.channels_redis: %w", err)
+		}
+		s.ingest = in
+	}
+	bc, err := NewBackendChecker(cfg.Auth.BackendCheck, log)
+	if err != nil {
+		s.closeIngest()
+		b.Close()
+		return nil, err
+	}
+	s.backend = bc
 	cc, _ := b.(clusterCounter)
 	s.adm = newAdmission(cfg.Limits, s.node, cc, log)
 	// Other nodes reach this one on its control channel (eviction of a
 	// user's oldest connection, admin requests) and all nodes on the shared
 	// one (admin broadcasts).
 	if err := b.Subscribe(ctx, s.control, controlAll); err != nil {
+		s.closeIngest()
 		b.Close()
 		return nil, fmt.Errorf("subscribe control channels: %w", err)
 	}
@@ -220,6 +239,15 @@ func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler) (fanout
 	}
 }
 
+func (s *Server) closeIngest() {
+	if s.ingest != nil {
+		_ = s.ingest.Close()
+	}
+}
+
+// Ingest returns the channels_redis ingest, or nil when it is disabled.
+func (s *Server) Ingest() *compat.Ingest { return s.ingest }
+
 // Broker returns the node's broker.
 func (s *Server) Broker() fanout.Broker { return s.broker }
 
@@ -283,6 +311,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	case <-ctx.Done():
 	}
+	// Leaves this node's group memberships; messages already read are
+	// published before the broker closes.
+	s.closeIngest()
 	if err := s.broker.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
 	}
