@@ -1,7 +1,7 @@
 GO ?= go
 CONFIG ?= configs/dev.yaml
 
-.PHONY: run build test test-short fuzz bench vet
+.PHONY: run build test test-short fuzz bench vet e2e
 
 ## run: start Herald on the in-memory broker with the development config
 run:
@@ -15,6 +15,11 @@ build:
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=5s
+
+## e2e: browser (Chromium), nginx, TLS and herald.js tests; screenshots in $(ARTIFACTS)
+ARTIFACTS ?= bench/out/e2e
+e2e:
+	HERALD_ARTIFACTS=$(abspath $(ARTIFACTS)) $(GO) test -race -count=1 -timeout 10m -v ./e2e/
 
 ## vet: go vet and gofmt check
 vet:

@@ -62,6 +62,18 @@ type Server struct {
 	// ReconnectWindow spreads client reconnects after a shutdown over this
 	// long (close times and SSE retry hints are jittered within it).
 	ReconnectWindow time.Duration `koanf:"reconnect_window"`
+	// TLS makes Herald serve https and wss itself.
+	TLS TLS `koanf:"tls"`
+}
+
+// TLS configures certificate files for serving https/wss directly (without
+// a TLS-terminating proxy). Both set or both empty. Renewed files are picked
+// up for new connections within a minute, without a restart.
+type TLS struct {
+	// CertFile is the PEM certificate chain, leaf first (fullchain.pem).
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is the PEM private key of the leaf certificate.
+	KeyFile string `koanf:"key_file"`
 }
 
 // Auth configures how connecting users are authenticated.
@@ -367,6 +379,16 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 		bad("server.listen", "%q is not host:port", c.Server.Listen)
+	}
+	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
+		bad("server.tls.cert_file", "set both server.tls.cert_file and server.tls.key_file, or neither")
+	}
+	for key, f := range map[string]string{"server.tls.cert_file": c.Server.TLS.CertFile, "server.tls.key_file": c.Server.TLS.KeyFile} {
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				bad(key, "%v", err)
+			}
+		}
 	}
 	if c.Server.ReadBufferSize < 1024 || c.Server.ReadBufferSize > 1<<20 {
 		bad("server.read_buffer_size", "must be between 1024 and 1048576, got %d", c.Server.ReadBufferSize)

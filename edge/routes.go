@@ -26,6 +26,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		s.handlePublish(ctx)
 	case "/api/publish/batch":
 		s.handlePublishBatch(ctx)
+	case "/herald.js":
+		s.handleClientJS(ctx)
 	case "/healthz":
 		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
 	case "/readyz":

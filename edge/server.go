@@ -257,8 +257,17 @@ func (s *Server) Metrics() *telemetry.Metrics { return s.metrics }
 // Hub returns the node's hub.
 func (s *Server) Hub() *Hub { return s.hub }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown. With server.tls set it
+// serves https and wss on ln.
 func (s *Server) Serve(ln net.Listener) error {
+	if t := s.cfg.Server.TLS; t.CertFile != "" {
+		tln, err := TLSListener(ln, t.CertFile, t.KeyFile)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tln
+	}
 	err := s.http.Serve(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)

@@ -1,0 +1,392 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/edge"
+	"github.com/heraldrt/herald/edge/auth"
+)
+
+const (
+	testSecret = "e2e-secret-0123456789abcdef0123456789"
+	testAPIKey = "e2e-api-key-0123456789"
+)
+
+// need skips t because program is missing, or fails it when CI=true.
+func need(t testing.TB, program string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed (CI=true: browser/proxy tests must run)", program)
+	}
+	t.Skipf("%s is not installed", program)
+}
+
+func logger() *slog.Logger {
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// node is one in-process Herald.
+type node struct {
+	srv  *edge.Server
+	cfg  config.Config
+	addr string // host:port
+	tls  bool
+	done chan error
+	down atomic.Bool
+}
+
+func testConfig() config.Config {
+	cfg := config.Default()
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Auth.JWT.HMACSecret = testSecret
+	cfg.API.Key = testAPIKey
+	cfg.Dev.Enabled = true
+	cfg.Server.ShutdownTimeout = 5 * time.Second
+	cfg.Server.ReconnectWindow = 0
+	return cfg
+}
+
+// startHerald starts a node on cfg.Server.Listen (a free loopback port
+// unless mutate sets one); wrap, when set, wraps the listener (TLS).
+func startHerald(t testing.TB, mutate func(*config.Config), wrap func(net.Listener) (net.Listener, error)) *node {
+	t.Helper()
+	cfg := testConfig()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	var ln net.Listener
+	var err error
+	for range 50 { // a restarted node may find its port in TIME_WAIT use for a moment
+		if ln, err = net.Listen("tcp", cfg.Server.Listen); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.New(context.Background(), cfg, logger())
+	if err != nil {
+		ln.Close()
+		t.Fatalf("edge.New: %v", err)
+	}
+	n := &node{srv: srv, cfg: cfg, addr: ln.Addr().String(), done: make(chan error, 1)}
+	if wrap != nil {
+		if ln, err = wrap(ln); err != nil {
+			t.Fatal(err)
+		}
+		n.tls = true
+	}
+	go func() { n.done <- srv.Serve(ln) }()
+	t.Cleanup(func() { n.stop(t) })
+	return n
+}
+
+// stop shuts the node down (once).
+func (n *node) stop(t testing.TB) {
+	if n.down.Swap(true) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n.srv.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	select {
+	case err := <-n.done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("Serve did not return after Shutdown")
+	}
+}
+
+func (n *node) httpURL() string {
+	if n.tls {
+		return "https://" + n.addr
+	}
+	return "http://" + n.addr
+}
+
+func token(t testing.TB, sub string) string {
+	t.Helper()
+	tok, err := auth.Sign(testSecret, "HS256", sub, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// publish posts one message for user through base (a Herald or proxy URL).
+func publish(t testing.TB, client *http.Client, base, user, data string) {
+	t.Helper()
+	if client == nil {
+		client = http.DefaultClient
+	}
+	body := `{"user_id":"` + user + `","data":` + data + `}`
+	req, _ := http.NewRequest("POST", base+"/api/publish", strings.NewReader(body))
+	req.Header.Set("X-API-Key", testAPIKey)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("publish %s: %d %s", body, resp.StatusCode, b)
+	}
+}
+
+// steps are the guide's five workflow steps.
+var steps = []string{"Preparing Data", "Upload to UCM", "Interface Loader", "Journal Import", "AutoPost"}
+
+// workflow returns the guide's messages for transaction tx: started, the
+// five progress steps, completed.
+func workflow(tx int) []string {
+	out := []string{fmt.Sprintf(`{"type":"oracle_upload_started","transaction_id":%d,"message":"Oracle upload started for transaction %d"}`, tx, tx)}
+	for i, s := range steps {
+		out = append(out, fmt.Sprintf(`{"type":"oracle_upload_progress","transaction_id":%d,"step":%q,"step_number":%d,"total_steps":5,"message":"Running %s","status":"processing"}`, tx, s, i+1, s))
+	}
+	return append(out, fmt.Sprintf(`{"type":"oracle_upload_completed","transaction_id":%d,"message":"Oracle upload completed successfully","success":true,"result_path":"/results/%d.csv"}`, tx, tx))
+}
+
+// gate is a reverse proxy in front of Herald that can refuse WebSocket
+// upgrades (as some corporate proxies do) and cut the WebSockets it
+// carries, while it streams everything else unbuffered. It also serves
+// /herald.js from the embedded copy when Herald does not route it yet.
+type gate struct {
+	url     string // http://127.0.0.1:port
+	target  *url.URL
+	rp      *httputil.ReverseProxy
+	blockWS atomic.Bool
+	hold    atomic.Bool // answer 502 to everything, as when the backend is down
+	srv     *http.Server
+
+	mu       sync.Mutex
+	hijacked map[net.Conn]bool
+	refused  atomic.Int64 // upgrades refused
+	upgrades atomic.Int64 // upgrades passed through
+}
+
+func startGate(t testing.TB, heraldAddr string) *gate {
+	t.Helper()
+	g := &gate{target: &url.URL{Scheme: "http", Host: heraldAddr}, hijacked: map[net.Conn]bool{}}
+	g.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(g.target)
+			pr.Out.Host = pr.In.Host // Herald allows the page's own Origin by Host
+		},
+		FlushInterval: -1, // SSE: flush every write
+		ErrorLog:      nil,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			http.Error(w, "herald unavailable: "+err.Error(), http.StatusBadGateway)
+		},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.url = "http://" + ln.Addr().String()
+	g.srv = &http.Server{
+		Handler:  g,
+		ErrorLog: nil,
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateHijacked {
+				g.mu.Lock()
+				g.hijacked[c] = true
+				g.mu.Unlock()
+			}
+		},
+	}
+	go g.srv.Serve(ln)
+	t.Cleanup(func() { g.srv.Close(); g.cut() })
+	return g
+}
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.hold.Load() {
+		http.Error(w, "backend unavailable (test proxy on hold)", http.StatusBadGateway)
+		return
+	}
+	if r.URL.Path == "/herald.js" && g.clientJS(w, r) {
+		return
+	}
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if g.blockWS.Load() {
+			g.refused.Add(1)
+			http.Error(w, "WebSocket blocked by the test proxy", http.StatusForbidden)
+			return
+		}
+		g.upgrades.Add(1)
+	}
+	g.rp.ServeHTTP(w, r)
+}
+
+// clientJS serves the embedded herald.js when Herald answers 404 for it
+// (before the route is wired); it reports whether it answered.
+func (g *gate) clientJS(w http.ResponseWriter, r *http.Request) bool {
+	resp, err := http.Get(g.target.String() + "/herald.js")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			return false
+		}
+	}
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(edge.ClientJS())
+	return true
+}
+
+// block refuses (true) or allows WebSocket upgrades; blocking also cuts
+// the WebSockets already open, as a proxy restart would.
+func (g *gate) block(on bool) {
+	g.blockWS.Store(on)
+	if on {
+		g.cut()
+	}
+}
+
+func (g *gate) cut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.hijacked {
+		c.Close()
+		delete(g.hijacked, c)
+	}
+}
+
+// sseStream reads an event stream as EventSource does.
+type sseStream struct {
+	resp   *http.Response
+	events chan sseEvent
+	err    chan error
+}
+
+type sseEvent struct {
+	ID, Data string
+	At       time.Time
+}
+
+func openSSE(t testing.TB, client *http.Client, rawURL string, header http.Header) *sseStream {
+	t.Helper()
+	req, _ := http.NewRequest("GET", rawURL, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if client == nil {
+		client = &http.Client{}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("GET %s: %d %s", rawURL, resp.StatusCode, b)
+	}
+	s := &sseStream{resp: resp, events: make(chan sseEvent, 256), err: make(chan error, 1)}
+	t.Cleanup(func() { resp.Body.Close() })
+	go func() {
+		r := bufio.NewReader(resp.Body)
+		var ev sseEvent
+		var data []string
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				s.err <- err
+				close(s.events)
+				return
+			}
+			line = strings.TrimSuffix(line, "\n")
+			switch {
+			case line == "":
+				if data != nil {
+					ev.Data, ev.At = strings.Join(data, "\n"), time.Now()
+					s.events <- ev
+				}
+				ev, data = sseEvent{ID: ev.ID}, nil
+			case strings.HasPrefix(line, "id: "):
+				ev.ID = line[4:]
+			case strings.HasPrefix(line, "data: "):
+				data = append(data, line[6:])
+			}
+		}
+	}()
+	return s
+}
+
+// next returns the next event within timeout, failing if the stream ends.
+func (s *sseStream) next(t testing.TB, timeout time.Duration) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatalf("event stream ended: %v", <-s.err)
+		}
+		return ev
+	case <-time.After(timeout):
+		t.Fatalf("no event within %v", timeout)
+	}
+	return sseEvent{}
+}
+
+func (s *sseStream) nextJSON(t testing.TB, timeout time.Duration) (sseEvent, map[string]any) {
+	t.Helper()
+	ev := s.next(t, timeout)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
+		t.Fatalf("event data %q: %v", ev.Data, err)
+	}
+	return ev, m
+}
+
+// tlsClient returns an HTTP client that trusts pool only.
+func tlsClient(cfg *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// http11Client makes one plain request and reports the status.
+type http11Client struct{}
+
+func (http11Client) get(u string) (int, error) {
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
