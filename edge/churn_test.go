@@ -32,11 +32,11 @@ func openFiles(t *testing.T) int {
 	return len(ents)
 }
 
-// TestChurnReturnsToBaseline connects and disconnects many clients over
+// TestChurnReturnsToBaseline connects and disconnects 10,000 clients over
 // both transports (some refused) and checks that goroutines, open files,
 // hub entries and admission slots all return to where they started.
 func TestChurnReturnsToBaseline(t *testing.T) {
-	n := 2000
+	n := 10000
 	if testing.Short() {
 		n = 300
 	}
