@@ -1,0 +1,345 @@
+// Package floor is the yardstick Herald is measured against: the least a
+// server built on the same libraries (fasthttp and fasthttp/websocket) must
+// spend to hold WebSocket and SSE connections and push a message to them.
+//
+// It serves Herald's paths — GET /ws/notifications/ and
+// /sse/notifications/ (any token is accepted; its "sub" claim is read
+// without verification to route per-user messages), and POST /api/publish
+// with {"channel":"broadcast","data":…} or {"user_id":"…","data":…} — sends
+// connection_established first, and writes each published payload as it is
+// (one WebSocket text frame, or one SSE "data:" event). It has no history,
+// cursors, queues, limits, authentication or keepalives: whatever Herald
+// costs beyond it is the price of those features.
+package floor
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+)
+
+// writeTimeout bounds one write to a client.
+const writeTimeout = 5 * time.Second
+
+// Server is the floor server.
+type Server struct {
+	log  *slog.Logger
+	http *fasthttp.Server
+	up   websocket.FastHTTPUpgrader
+	fan  chan outMsg
+	done chan struct{}
+	wg   sync.WaitGroup
+	seq  atomic.Uint64
+
+	mu    sync.RWMutex
+	conns map[*conn]struct{}
+	users map[string]map[*conn]struct{}
+}
+
+// conn is one client. Writes are serialised by wmu.
+type conn struct {
+	user string
+	ws   *websocket.Conn // WebSocket, or nil
+	raw  net.Conn        // SSE socket, or nil
+	wmu  sync.Mutex
+	dead atomic.Bool
+}
+
+// outMsg is a published message on its way to the fan-out goroutine.
+type outMsg struct {
+	user string // "" for broadcast
+	data []byte
+}
+
+// New returns a floor server that logs to log.
+func New(log *slog.Logger) *Server {
+	s := &Server{log: log, fan: make(chan outMsg, 4096), done: make(chan struct{}),
+		conns: map[*conn]struct{}{}, users: map[string]map[*conn]struct{}{}}
+	s.up = websocket.FastHTTPUpgrader{
+		// The same buffer choices as Herald: a small read buffer and pooled
+		// write buffers, so the floor is what the libraries cost at best.
+		ReadBufferSize:  512,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true },
+	}
+	s.http = &fasthttp.Server{
+		Handler:               s.route,
+		Name:                  "floor",
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		CloseOnShutdown:       true,
+		ReadTimeout:           10 * time.Second,
+		MaxRequestBodySize:    1 << 20,
+	}
+	s.wg.Add(1)
+	go s.fanout()
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.http.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("floor: serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops the server and closes every connection.
+func (s *Server) Shutdown() error {
+	err := s.http.Shutdown()
+	close(s.done)
+	s.wg.Wait()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("floor: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Len returns the number of connected clients.
+func (s *Server) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.conns)
+}
+
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case "/ws/notifications/", "/ws/notifications":
+		s.handleWS(ctx)
+	case "/sse/notifications/", "/sse/notifications":
+		s.handleSSE(ctx)
+	case "/api/publish":
+		s.handlePublish(ctx)
+	case "/healthz":
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}`)
+	default:
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
+	}
+}
+
+// userOf returns the token's unverified "sub" claim, or the token itself.
+func userOf(token []byte) string {
+	parts := bytes.Split(token, []byte("."))
+	if len(parts) == 3 {
+		if b, err := base64.RawURLEncoding.DecodeString(string(parts[1])); err == nil {
+			var c struct {
+				Sub string `json:"sub"`
+			}
+			if json.Unmarshal(b, &c) == nil && c.Sub != "" {
+				return c.Sub
+			}
+		}
+	}
+	return string(token)
+}
+
+func established(transport, user string) []byte {
+	msg := "WebSocket connected successfully"
+	if transport == "sse" {
+		msg = "SSE connected successfully"
+	}
+	b, _ := json.Marshal(map[string]string{"type": "connection_established", "message": msg, "user_id": user})
+	return b
+}
+
+func (s *Server) add(c *conn) {
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	u := s.users[c.user]
+	if u == nil {
+		u = map[*conn]struct{}{}
+		s.users[c.user] = u
+	}
+	u[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Server) remove(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if u := s.users[c.user]; u != nil {
+		delete(u, c)
+		if len(u) == 0 {
+			delete(s.users, c.user)
+		}
+	}
+	s.mu.Unlock()
+	c.close()
+}
+
+func (c *conn) close() {
+	c.dead.Store(true)
+	if c.ws != nil {
+		c.ws.Close()
+	} else if c.raw != nil {
+		c.raw.Close()
+	}
+}
+
+func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
+	user := userOf(ctx.QueryArgs().Peek("token"))
+	err := s.up.Upgrade(ctx, func(ws *websocket.Conn) {
+		_ = ws.NetConn().SetDeadline(time.Time{})
+		c := &conn{user: user, ws: ws}
+		_ = ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := ws.WriteMessage(websocket.TextMessage, established("ws", user)); err != nil {
+			ws.Close()
+			return
+		}
+		s.add(c)
+		defer s.remove(c)
+		for {
+			if _, _, err := ws.NextReader(); err != nil {
+				return
+			}
+		}
+	})
+	if err != nil {
+		s.log.Debug("floor: upgrade failed", "err", err)
+	}
+}
+
+const sseHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n"
+
+func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
+	user := userOf(ctx.QueryArgs().Peek("token"))
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(nc net.Conn) {
+		_ = nc.SetDeadline(time.Now().Add(writeTimeout))
+		first := append([]byte(sseHead), "data: "...)
+		first = append(append(first, established("sse", user)...), "\n\n"...)
+		if _, err := nc.Write(first); err != nil {
+			return
+		}
+		_ = nc.SetDeadline(time.Time{})
+		c := &conn{user: user, raw: nc}
+		s.add(c)
+		defer s.remove(c)
+		var b [64]byte
+		for {
+			if _, err := nc.Read(b[:]); err != nil {
+				return
+			}
+		}
+	})
+}
+
+func (s *Server) handlePublish(ctx *fasthttp.RequestCtx) {
+	var body struct {
+		Channel string          `json:"channel"`
+		UserID  json.RawMessage `json:"user_id"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if !ctx.IsPost() || json.Unmarshal(ctx.PostBody(), &body) != nil || len(body.Data) == 0 {
+		ctx.SetStatusCode(fasthttp.StatusBadRequest)
+		ctx.SetBodyString(`{"error":"bad_request"}`)
+		return
+	}
+	m := outMsg{data: append([]byte(nil), body.Data...)}
+	if len(body.UserID) > 0 {
+		var u string
+		if json.Unmarshal(body.UserID, &u) != nil {
+			u = string(body.UserID)
+		}
+		m.user = u
+	} else if body.Channel != "broadcast" {
+		ctx.SetStatusCode(fasthttp.StatusBadRequest)
+		ctx.SetBodyString(`{"error":"only broadcast and user_id are supported"}`)
+		return
+	}
+	select {
+	case s.fan <- m:
+	case <-time.After(writeTimeout):
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		return
+	}
+	off := s.seq.Add(1)
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"cursor":"","offset":` + strconv.FormatUint(off, 10) + `}`)
+}
+
+// fanout writes published messages, one at a time (so every client sees
+// them in publish order), each to its recipients in parallel over
+// GOMAXPROCS goroutines.
+func (s *Server) fanout() {
+	defer s.wg.Done()
+	var targets []*conn
+	for {
+		var m outMsg
+		select {
+		case <-s.done:
+			return
+		case m = <-s.fan:
+		}
+		targets = targets[:0]
+		s.mu.RLock()
+		if m.user == "" {
+			for c := range s.conns {
+				targets = append(targets, c)
+			}
+		} else {
+			for c := range s.users[m.user] {
+				targets = append(targets, c)
+			}
+		}
+		s.mu.RUnlock()
+		if len(targets) == 0 {
+			continue
+		}
+		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, m.data)
+		if err != nil {
+			s.log.Warn("floor: prepare message", "err", err)
+			continue
+		}
+		sse := append(append([]byte("data: "), m.data...), "\n\n"...)
+		n := min(runtime.GOMAXPROCS(0), (len(targets)+63)/64)
+		var wg sync.WaitGroup
+		for w := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < len(targets); i += n {
+					targets[i].write(pm, sse)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func (c *conn) write(pm *websocket.PreparedMessage, sse []byte) {
+	if c.dead.Load() {
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var err error
+	if c.ws != nil {
+		_ = c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+		err = c.ws.WritePreparedMessage(pm)
+	} else {
+		_ = c.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err = c.raw.Write(sse)
+	}
+	if err != nil {
+		c.close()
+	}
+}

@@ -1,0 +1,142 @@
+package bench_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/heraldrt/herald/bench"
+	"github.com/heraldrt/herald/bench/floor"
+	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/edge"
+)
+
+const (
+	testSecret = "bench-test-secret-0123456789abcdef0123"
+	testAPIKey = "bench-test-api-key-0123456789"
+)
+
+// startHerald runs a Herald node (memory broker) on a loopback port.
+func startHerald(t *testing.T) string {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Auth.JWT.HMACSecret = testSecret
+	cfg.API.Key = testAPIKey
+	cfg.Server.ShutdownTimeout = 5 * time.Second
+	cfg.Server.ReconnectWindow = 0
+	cfg.Log.Level = "warn"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := edge.New(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("edge.New: %v", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("herald shutdown: %v", err)
+		}
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+func startFloor(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := floor.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		if err := s.Shutdown(); err != nil {
+			t.Errorf("floor shutdown: %v", err)
+		}
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+func smokeOptions(target string) bench.Options {
+	return bench.Options{
+		Targets: []string{target}, Secret: testSecret, APIKey: testAPIKey,
+		WS: 50, SSE: 50, Settle: 100 * time.Millisecond, Drain: 10 * time.Second,
+		Duration: 20 * time.Second, SrcBase: "127.0.0.2", PerIP: 40, Timeout: 10 * time.Second,
+	}
+}
+
+// TestSmokeBroadcastHeraldAndFloor runs the tool against a real Herald and
+// the floor: 50 WS + 50 SSE, 20 broadcast messages, nothing lost or
+// duplicated on either.
+func TestSmokeBroadcastHeraldAndFloor(t *testing.T) {
+	o := smokeOptions(startHerald(t))
+	o.FloorTargets = []string{startFloor(t)}
+	o.Scenario, o.BroadcastRate, o.Messages = bench.ScenarioBroadcast, 100, 20
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, rr := range []*bench.RunResult{res.Herald, res.Floor} {
+		if rr == nil {
+			t.Fatal("missing run result")
+		}
+		if rr.Ramp["ws"].OK != 50 || rr.Ramp["sse"].OK != 50 {
+			t.Fatalf("%s ramp: ws %+v sse %+v errors %v", rr.Server, rr.Ramp["ws"], rr.Ramp["sse"], rr.Errors)
+		}
+		if rr.Published.OK != 20 || rr.Published.Failed != 0 {
+			t.Fatalf("%s published %+v", rr.Server, rr.Published)
+		}
+		d := rr.Total
+		if d.Expected != 100*20 || d.Delivered != d.Expected || d.Lost != 0 || d.Duplicates != 0 || d.OutOfOrder != 0 {
+			t.Fatalf("%s delivery %+v errors %v", rr.Server, d, rr.Errors)
+		}
+		if rr.Latency.Count != 2000 || rr.Latency.P99 <= 0 || len(rr.Spectrum) == 0 || rr.Histogram == "" {
+			t.Fatalf("%s latency %+v", rr.Server, rr.Latency)
+		}
+		if len(rr.Errors) != 0 {
+			t.Fatalf("%s errors %v", rr.Server, rr.Errors)
+		}
+	}
+	if res.Ratios["latency_p50"] <= 0 {
+		t.Fatalf("ratios %v", res.Ratios)
+	}
+}
+
+// TestSmokePerUserAndResume publishes to random users and broadcast while
+// connections are dropped and resumed with their cursors: every message
+// must arrive exactly once.
+func TestSmokePerUserAndResume(t *testing.T) {
+	o := smokeOptions(startHerald(t))
+	o.WS, o.SSE = 20, 20
+	o.Scenario, o.BroadcastRate, o.UserRate = bench.ScenarioResume, 20, 100
+	o.Duration, o.DropRate, o.ReconnectDelay = 2*time.Second, 40, 50*time.Millisecond
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	rr := res.Herald
+	if rr.Drops < 20 || rr.Reconnects < 10 {
+		t.Fatalf("too few drops/reconnects: %d/%d", rr.Drops, rr.Reconnects)
+	}
+	if rr.Broadcast.Expected == 0 || rr.User.Expected == 0 {
+		t.Fatalf("nothing expected: %+v %+v", rr.Broadcast, rr.User)
+	}
+	if d := rr.Total; d.Lost != 0 || d.Duplicates != 0 || d.Delivered != d.Expected {
+		t.Fatalf("resume delivery %+v (broadcast %+v user %+v), errors %v", d, rr.Broadcast, rr.User, rr.Errors)
+	}
+}
