@@ -187,7 +187,13 @@ type Session struct {
 	opts Options
 	tr   Transport
 	ti   int // transport index for metrics: 0 ws, 1 sse
-	conn net.Conn
+	// noCursor: the transport never writes cursors (the guide's raw
+	// WebSocket format), so building them is skipped.
+	noCursor bool
+	// deadline is the write deadline last set on conn (unix nanos); only
+	// the flushing goroutine touches it.
+	deadline int64
+	conn     net.Conn
 
 	mu         sync.Mutex
 	chans      []chanState
@@ -221,6 +227,9 @@ func NewSession(env *Env, opts Options) *Session {
 	if s.tr.Name() == "sse" {
 		s.ti = 1
 	}
+	if ws, ok := s.tr.(WSTransport); ok && ws.Format == WSRaw {
+		s.noCursor = true
+	}
 	s.chans = make([]chanState, len(opts.Channels))
 	for i, ch := range opts.Channels {
 		s.chans[i] = chanState{name: ch, hash: ChannelHash(ch)}
@@ -252,6 +261,15 @@ func (s *Session) Cursor() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return string(s.appendCursorLocked(nil))
+}
+
+// cursorLocked returns the current cursor built in scratch, or nil when the
+// transport does not write cursors.
+func (s *Session) cursorLocked(scratch []byte) []byte {
+	if s.noCursor {
+		return nil
+	}
+	return s.appendCursorLocked(scratch[:0])
 }
 
 func (s *Session) appendCursorLocked(dst []byte) []byte {
@@ -700,8 +718,14 @@ func (s *Session) write(conn net.Conn, b []byte) error {
 		return nil
 	}
 	now := time.Now()
-	if err := conn.SetWriteDeadline(now.Add(s.env.Config.WriteTimeout)); err != nil {
-		return err
+	// Refreshing the deadline costs a runtime timer update per write; doing
+	// it only when less than half the timeout is left still bounds every
+	// write by between half and the whole write timeout.
+	if wt := s.env.Config.WriteTimeout; now.UnixNano()+int64(wt/2) > s.deadline {
+		s.deadline = now.Add(wt).UnixNano()
+		if err := conn.SetWriteDeadline(time.Unix(0, s.deadline)); err != nil {
+			return err
+		}
 	}
 	_, err := conn.Write(b)
 	s.lastWrite.Store(now.UnixNano())
@@ -741,7 +765,7 @@ func (s *Session) buildLocked(buf, cur []byte) (out []byte, final bool) {
 				st.pos = fanout.Position{Epoch: m.Pos.Epoch, Offset: first - 1}
 			}
 			if m.Pos.Epoch != st.pos.Epoch {
-				buf = s.tr.AppendEvent(buf, s.resetEvent(st.name, "epoch_changed"), s.appendCursorLocked(cur[:0]))
+				buf = s.tr.AppendEvent(buf, s.resetEvent(st.name, "epoch_changed"), s.cursorLocked(cur))
 				st.pos = fanout.Position{Epoch: m.Pos.Epoch}
 				st.retryAt = 0 // an offset of the old epoch says nothing about the new one
 			}
@@ -755,7 +779,7 @@ func (s *Session) buildLocked(buf, cur []byte) (out []byte, final bool) {
 				if st.retryAt == m.Pos.Offset {
 					// History could not fill this gap before: report it and
 					// move on rather than retrying forever.
-					buf = s.tr.AppendEvent(buf, s.resetEvent(st.name, "history_expired"), s.appendCursorLocked(cur[:0]))
+					buf = s.tr.AppendEvent(buf, s.resetEvent(st.name, "history_expired"), s.cursorLocked(cur))
 					st.pos.Offset = first - 1
 					i--
 					continue
@@ -772,7 +796,7 @@ func (s *Session) buildLocked(buf, cur []byte) (out []byte, final bool) {
 			if skip {
 				continue
 			}
-			buf = s.tr.AppendMessage(buf, m, s.appendCursorLocked(cur[:0]))
+			buf = s.tr.AppendMessage(buf, m, s.cursorLocked(cur))
 			if now == 0 {
 				now = time.Now().UnixNano()
 				s.lastActivity.Store(now)
@@ -784,13 +808,13 @@ func (s *Session) buildLocked(buf, cur []byte) (out []byte, final bool) {
 				}
 			}
 		case itemEvent:
-			buf = s.tr.AppendEvent(buf, it.b, s.appendCursorLocked(cur[:0]))
+			buf = s.tr.AppendEvent(buf, it.b, s.cursorLocked(cur))
 		case itemRaw:
 			buf = append(buf, it.b...)
 		case itemKeepalive:
 			buf = s.tr.AppendKeepalive(buf)
 		case itemClose:
-			buf = s.tr.AppendClose(buf, s.reason, s.appendCursorLocked(cur[:0]))
+			buf = s.tr.AppendClose(buf, s.reason, s.cursorLocked(cur))
 			final = true
 			i = len(s.queue) - 1 // nothing after the close is written
 		}
