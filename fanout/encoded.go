@@ -4,8 +4,9 @@ import "sync/atomic"
 
 // EncodingSlots is the number of per-message encodings a Message can cache.
 // Protocols number their formats from 0 (raw WebSocket frame, SSE data
-// block, ..., the coalescing key); five covers everything Herald derives.
-const EncodingSlots = 5
+// block, ..., the coalescing key, the payload type); six covers everything
+// Herald derives.
+const EncodingSlots = 6
 
 // encCache holds lazily built, shared encodings of one message.
 type encCache [EncodingSlots]atomic.Pointer[[]byte]

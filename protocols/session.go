@@ -145,6 +145,9 @@ type Options struct {
 	Transport Transport
 	// Remote is the client address, for logs.
 	Remote string
+	// Filter, when set, keeps only messages whose payload type it allows
+	// (the client's ?types=); filtered messages still advance the cursor.
+	Filter *TypeFilter
 }
 
 type itemKind uint8
@@ -193,7 +196,10 @@ type Session struct {
 	// deadline is the write deadline last set on conn (unix nanos); only
 	// the flushing goroutine touches it.
 	deadline int64
-	conn     net.Conn
+	// prefs is the user's stored type filter (applied with opts.Filter),
+	// replaced live by SetPreferences.
+	prefs atomic.Pointer[TypeFilter]
+	conn  net.Conn
 
 	mu         sync.Mutex
 	chans      []chanState
@@ -242,6 +248,16 @@ func (s *Session) ID() uint64 { return s.opts.ID }
 
 // UserID returns the authenticated user id.
 func (s *Session) UserID() string { return s.opts.UserID }
+
+// allows applies the connection's filter and the user's preferences.
+func (s *Session) allows(m *fanout.Message) bool {
+	typ := messageType(m)
+	return s.opts.Filter.Allows(typ) && s.prefs.Load().Allows(typ)
+}
+
+// SetPreferences replaces the user's stored type filter for this
+// connection (nil: everything). Messages already written are not affected.
+func (s *Session) SetPreferences(f *TypeFilter) { s.prefs.Store(f) }
 
 // Remote returns the client address given in Options.
 func (s *Session) Remote() string { return s.opts.Remote }
@@ -795,6 +811,9 @@ func (s *Session) buildLocked(buf, cur []byte) (out []byte, final bool) {
 			st.pos = m.Pos
 			if skip {
 				continue
+			}
+			if (s.opts.Filter != nil || s.prefs.Load() != nil) && !s.allows(m) {
+				continue // filtered out: the position advances, nothing is written
 			}
 			buf = s.tr.AppendMessage(buf, m, s.cursorLocked(cur))
 			if now == 0 {

@@ -38,6 +38,7 @@ const (
 	slotSSEData             // "data: ..." lines and the blank line
 	slotSSENamedData        // "event: <type>\n" + slotSSEData
 	slotCoalesce            // coalescing key: type, NUL, raw key value (empty when none)
+	slotType                // the payload's "type" (empty when none)
 )
 
 // ---- WebSocket ----
