@@ -32,6 +32,7 @@ const attachTimeout = 10 * time.Second
 // connectRequest is what both transports learn from an accepted request.
 type connectRequest struct {
 	ip     string
+	filter *protocols.TypeFilter
 	claims auth.Claims
 	since  protocols.Cursor
 	origin string
@@ -82,6 +83,11 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, transport string, sinceParam []
 	cur, err := protocols.ParseCursor(string(sinceParam))
 	if err != nil {
 		s.reject(ctx, fasthttp.StatusBadRequest, transport, "bad_cursor", err.Error())
+		return req, false
+	}
+	req.filter, err = protocols.ParseTypeFilter(string(ctx.QueryArgs().Peek("types")))
+	if err != nil {
+		s.reject(ctx, fasthttp.StatusBadRequest, transport, "bad_filter", err.Error())
 		return req, false
 	}
 	req.claims, req.since, req.origin = claims, cur, origin
@@ -152,7 +158,9 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		ExpiresAt: req.claims.ExpiresAt,
 		Transport: tr,
 		Remote:    req.ip,
+		Filter:    req.filter,
 	})
+	sess.SetPreferences(s.userPreferences(context.Background(), req.claims.UserID))
 	actx, acancel := context.WithTimeout(context.Background(), s.env.Config.HistoryTimeout)
 	victim, remote, r := s.adm.acquireUser(actx, sess)
 	acancel()

@@ -81,6 +81,13 @@ func (s *Server) onControl(data []byte) {
 	case "disconnect":
 		n := s.disconnectLocal(c.User, c.Reason)
 		s.sendControl(c.Reply, controlMessage{Type: "reply", Req: c.Req, Node: s.node, Count: n})
+	case "prefs":
+		f, err := protocols.ParseTypeFilter(c.Reason)
+		if err != nil {
+			s.log.Warn("bad preferences in control message", "user", c.User, "err", err)
+			return
+		}
+		s.applyPreferences(c.User, f)
 	case "reply":
 		if v, ok := s.pending.Load(c.Req); ok {
 			r := v.(*replies)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -55,6 +56,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			s.handleDemoUpload(ctx)
 		}
 	default:
+		if u, ok := strings.CutPrefix(string(ctx.Path()), "/api/users/"); ok {
+			if user, ok := strings.CutSuffix(u, "/preferences"); ok && user != "" && !strings.Contains(user, "/") {
+				s.handlePreferences(ctx, user)
+				return
+			}
+		}
 		if bytes.HasPrefix(ctx.Path(), []byte("/admin/")) && s.cfg.Admin.Listen == "" {
 			s.routeAdmin(ctx)
 			return

@@ -54,6 +54,7 @@ type Server struct {
 	control  string // this node's control channel
 	nextID   atomic.Uint64
 	pending  sync.Map // admin request id → *replies
+	prefs    preferences
 	draining atomic.Bool
 	live     sync.WaitGroup // sessions whose read loop runs
 }

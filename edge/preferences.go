@@ -1,0 +1,131 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/protocols"
+)
+
+// User notification preferences: a type filter per user, stored by the
+// backend through the API and applied live to all that user's connections
+// on every node. With the Redis broker they are stored in Redis (no expiry)
+// so every node, including ones started later, applies them; with the
+// memory broker they live in the node's memory.
+
+// prefsStore is implemented by brokers that persist preferences.
+type prefsStore interface {
+	SetPreferences(ctx context.Context, user, prefs string) error
+	Preferences(ctx context.Context, user string) (string, error)
+}
+
+// preferences caches users' filters on this node.
+type preferences struct {
+	mu    sync.RWMutex
+	users map[string]*protocols.TypeFilter
+}
+
+func (p *preferences) get(user string) (*protocols.TypeFilter, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	f, ok := p.users[user]
+	return f, ok
+}
+
+func (p *preferences) set(user string, f *protocols.TypeFilter) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.users == nil {
+		p.users = make(map[string]*protocols.TypeFilter)
+	}
+	p.users[user] = f
+}
+
+// userPreferences returns user's filter, from this node's cache or the
+// broker's store.
+func (s *Server) userPreferences(ctx context.Context, user string) *protocols.TypeFilter {
+	if f, ok := s.prefs.get(user); ok {
+		return f
+	}
+	st, ok := s.broker.(prefsStore)
+	if !ok {
+		return nil
+	}
+	v, err := st.Preferences(ctx, user)
+	if err != nil {
+		s.log.Warn("preferences unavailable; connecting without them", "user", user, "err", err)
+		return nil
+	}
+	f, err := protocols.ParseTypeFilter(v)
+	if err != nil {
+		s.log.Warn("stored preferences do not parse", "user", user, "err", err)
+		return nil
+	}
+	s.prefs.set(user, f)
+	return f
+}
+
+// applyPreferences updates the cache and every local connection of user.
+func (s *Server) applyPreferences(user string, f *protocols.TypeFilter) {
+	s.prefs.set(user, f)
+	for _, sess := range s.hub.Sessions() {
+		if sess.UserID() == user {
+			sess.SetPreferences(f)
+		}
+	}
+}
+
+// handlePreferences serves GET and PUT /api/users/{id}/preferences with
+// body {"types":["oracle_upload_*","-oracle_upload_progress"]}.
+func (s *Server) handlePreferences(ctx *fasthttp.RequestCtx, user string) {
+	if !s.authorizedAPI(ctx) {
+		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key (X-API-Key header)")
+		return
+	}
+	if !fanout.ValidChannel("user:" + user) {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "invalid user id")
+		return
+	}
+	switch {
+	case ctx.IsGet():
+		f := s.userPreferences(context.Background(), user)
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"user_id": user, "types": typesOf(f)})
+	case ctx.IsPut():
+		var body struct {
+			Types []string `json:"types"`
+		}
+		if err := json.Unmarshal(ctx.PostBody(), &body); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", `body must be {"types":["pattern", "-pattern", ...]}`)
+			return
+		}
+		f, err := protocols.NewTypeFilter(body.Types)
+		if err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_filter", err.Error())
+			return
+		}
+		if st, ok := s.broker.(prefsStore); ok {
+			if err := st.SetPreferences(context.Background(), user, f.String()); err != nil {
+				writeError(ctx, fasthttp.StatusServiceUnavailable, "broker_unavailable", err.Error())
+				return
+			}
+		}
+		// Every node (this one included) applies them to live connections.
+		s.sendControl(controlAll, controlMessage{Type: "prefs", User: user, Reason: f.String()})
+		s.applyPreferences(user, f)
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"user_id": user, "types": typesOf(f)})
+	default:
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use GET or PUT")
+	}
+}
+
+func typesOf(f *protocols.TypeFilter) []string {
+	if f == nil {
+		return []string{}
+	}
+	return strings.Split(f.String(), ",")
+}
