@@ -341,3 +341,5 @@ func requireInCI(t *testing.T, why string) {
 	}
 	t.Skip(why)
 }
+
+func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }

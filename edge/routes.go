@@ -27,6 +27,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		s.handlePublish(ctx)
 	case "/api/publish/batch":
 		s.handlePublishBatch(ctx)
+	case "/api/history":
+		s.handleHistory(ctx, false)
+	case "/api/me/history":
+		s.handleHistory(ctx, true)
 	case "/herald.js":
 		s.handleClientJS(ctx)
 	case "/healthz":
