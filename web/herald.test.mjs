@@ -252,3 +252,32 @@ test("stream_reset reaches its handler; a failing handler does not break the cli
   assert.deepEqual(errors, ["app bug", "app bug"]);
   c.disconnect();
 });
+
+test("setTypes reconnects from the cursor with ?types=; history() reads /api/me/history", async () => {
+  const w = world();
+  const c = client(w);
+  c.connect();
+  await until(() => w.sockets.length === 1);
+  w.sockets[0].msg(hello);
+  w.sockets[0].msg(env("c5", { type: "oracle_upload_started" }));
+  c.setTypes(["oracle_upload_*", "-oracle_upload_progress"]);
+  await until(() => w.sockets.length === 2);
+  const u = w.sockets[1].url;
+  assert.equal(u.searchParams.get("types"), "oracle_upload_*,-oracle_upload_progress");
+  assert.equal(u.searchParams.get("since"), "c5");
+  assert.equal(w.sockets[0].readyState, 3, "old socket closed first");
+
+  const seen = [];
+  globalThis.fetch = async (url) => {
+    seen.push(new URL(url));
+    return { ok: true, json: async () => ({ messages: [], next: "" }) };
+  };
+  const page = await c.history({ limit: 10, before: "n1" });
+  assert.deepEqual(page, { messages: [], next: "" });
+  assert.equal(seen[0].pathname, "/api/me/history");
+  assert.equal(seen[0].searchParams.get("limit"), "10");
+  assert.equal(seen[0].searchParams.get("before"), "n1");
+  assert.equal(seen[0].searchParams.get("types"), null);
+  assert.ok(seen[0].searchParams.get("token"));
+  c.disconnect();
+});

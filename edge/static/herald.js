@@ -28,7 +28,7 @@ const DEFAULTS = {
   refreshLead: 60000, // WebSocket: refresh the token this long before it expires (ms)
   withCredentials: false, // SSE: send cookies cross-origin (cookie auth)
   cursor: null, // resume from this cursor on the first connect
-  notify: null, // { types: [...], title, body, icon, onlyWhenHidden } for OS notifications
+  notify: null, // { types: [...], title, body, icon, onlyWhenHidden, onClick(data, event) } for OS notifications
   WebSocket: globalThis.WebSocket, // injectable for tests and polyfills
   EventSource: globalThis.EventSource,
 };
@@ -155,8 +155,36 @@ export class HeraldClient {
     const u = new URL(path, base);
     if (token) u.searchParams.set("token", token);
     if (this.cursor) u.searchParams.set("since", this.cursor);
+    if (this._types && this._types.length) u.searchParams.set("types", this._types.join(","));
     for (const [k, v] of Object.entries(extra || {})) u.searchParams.set(k, v);
     return u;
+  }
+
+  // setTypes keeps only messages whose "type" matches one of the patterns
+  // ("oracle_upload_*", "-oracle_upload_progress" to exclude; [] for all).
+  // A live connection reconnects from its cursor with the new filter, so
+  // nothing is lost or repeated.
+  setTypes(types) {
+    this._types = Array.isArray(types) ? types.slice() : [];
+    if (!this._stopped) {
+      // Reopen from the last cursor with the new ?types=.
+      this._teardown();
+      this._open(this._first());
+    }
+  }
+
+  // history fetches the user's past messages, newest first:
+  // { messages: [{channel, epoch, offset, published_at, data}], next }.
+  // Pass next as before for the following page ("" when done).
+  async history({ limit = 50, before = "" } = {}) {
+    const token = await this._token();
+    const u = this._url(HISTORY_PATH, token, { limit: String(limit) });
+    u.searchParams.delete("since");
+    u.searchParams.delete("types");
+    if (before) u.searchParams.set("before", before);
+    const r = await fetch(u.toString(), { credentials: this.opts.withCredentials ? "include" : "same-origin" });
+    if (!r.ok) throw new Error("herald history: HTTP " + r.status);
+    return r.json();
   }
 
   _wsURL(token, withCursor) {
@@ -405,16 +433,21 @@ export class HeraldClient {
     if (n.onlyWhenHidden !== false && globalThis.document && document.visibilityState === "visible") return;
     const pick = (v, d) => (typeof v === "function" ? v(data) : v != null ? v : d);
     try {
-      new Notification(pick(n.title, data.type.replace(/_/g, " ")), {
+      const note = new Notification(pick(n.title, data.type.replace(/_/g, " ")), {
         body: pick(n.body, data.message || ""),
         icon: pick(n.icon, undefined),
         tag: data.type + ":" + (data.transaction_id != null ? data.transaction_id : ""),
       });
+      if (typeof n.onClick === "function") {
+        note.onclick = (ev) => n.onClick(data, ev);
+      }
     } catch { /* e.g. Android Chrome needs a service worker */ }
   }
 }
 
 // Herald's control events on SSE (they have no envelope there).
+const HISTORY_PATH = "/api/me/history";
+
 const CONTROL = new Set(["disconnect", "token_expiring", "stream_reset", "connection_established"]);
 
 // jwtExp returns a JWT's exp claim (seconds), or 0.
