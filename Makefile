@@ -34,6 +34,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePublish$$' -fuzztime $(FUZZTIME) ./edge/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./edge/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) ./compat/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME) ./edge/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTypeFilter$$' -fuzztime $(FUZZTIME) ./protocols/
 
 ## bench: hot-path Go benchmarks with allocations
 bench:

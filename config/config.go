@@ -92,6 +92,18 @@ type Auth struct {
 type JWT struct {
 	// HMACSecret enables HS256/384/512 tokens (at least 32 bytes).
 	HMACSecret string `koanf:"hmac_secret"`
+	// HMACSecrets are extra secrets that verify HS* tokens but never sign
+	// (the previous secret during rotation); each at least 32 bytes. A
+	// token whose "kid" is a secret's id (first 8 hex digits of its
+	// SHA-256, auth.HMACKeyID) is checked against that secret only.
+	HMACSecrets []string `koanf:"hmac_secrets"`
+	// JWKSURL is a JSON Web Key Set URL (RSA, EC, Ed25519 keys), refreshed
+	// every JWKSRefresh and on unknown kids (at most once per 30 s).
+	JWKSURL string `koanf:"jwks_url"`
+	// JWKSRefresh is the JWKSURL refresh interval.
+	JWKSRefresh time.Duration `koanf:"jwks_refresh"`
+	// JWKSFile is a JSON Web Key Set file, reloaded when it changes.
+	JWKSFile string `koanf:"jwks_file"`
 	// PublicKeyFiles are PEM public keys enabling RS*, ES* and EdDSA.
 	PublicKeyFiles []string `koanf:"public_key_files"`
 	// Audience, when set, must appear in the token's aud.
@@ -232,7 +244,7 @@ func Default() Config {
 			ReconnectWindow:  5 * time.Second,
 		},
 		Auth: Auth{
-			JWT:          JWT{Leeway: 5 * time.Second, UserClaim: "sub"},
+			JWT:          JWT{Leeway: 5 * time.Second, UserClaim: "sub", JWKSRefresh: 5 * time.Minute},
 			BackendCheck: DefaultBackendCheck(),
 			CookieName:   "herald_token",
 			QueryParam:   "token",
@@ -403,10 +415,22 @@ func (c *Config) Validate() error {
 	if c.Server.ReconnectWindow < 0 {
 		bad("server.reconnect_window", "must not be negative")
 	}
-	if c.Auth.JWT.HMACSecret == "" && len(c.Auth.JWT.PublicKeyFiles) == 0 {
-		bad("auth.jwt.hmac_secret", "set a secret of at least 32 bytes, or auth.jwt.public_key_files")
-	} else if c.Auth.JWT.HMACSecret != "" && len(c.Auth.JWT.HMACSecret) < 32 {
-		bad("auth.jwt.hmac_secret", "must be at least 32 bytes, got %d", len(c.Auth.JWT.HMACSecret))
+	j := c.Auth.JWT
+	if j.HMACSecret == "" && len(j.HMACSecrets) == 0 && len(j.PublicKeyFiles) == 0 && j.JWKSURL == "" && j.JWKSFile == "" {
+		bad("auth.jwt.hmac_secret", "set a secret of at least 32 bytes, or auth.jwt.hmac_secrets, public_key_files, jwks_url or jwks_file")
+	} else if j.HMACSecret != "" && len(j.HMACSecret) < 32 {
+		bad("auth.jwt.hmac_secret", "must be at least 32 bytes, got %d", len(j.HMACSecret))
+	}
+	for i, sec := range j.HMACSecrets {
+		if len(sec) < 32 {
+			bad(fmt.Sprintf("auth.jwt.hmac_secrets[%d]", i), "must be at least 32 bytes, got %d", len(sec))
+		}
+	}
+	if j.JWKSRefresh < 0 {
+		bad("auth.jwt.jwks_refresh", "must not be negative, got %s", j.JWKSRefresh)
+	}
+	if j.JWKSURL != "" && !strings.HasPrefix(j.JWKSURL, "https://") && !strings.HasPrefix(j.JWKSURL, "http://") {
+		bad("auth.jwt.jwks_url", "must be an http:// or https:// URL")
 	}
 	if c.Auth.JWT.Leeway < 0 {
 		bad("auth.jwt.leeway", "must not be negative, got %s", c.Auth.JWT.Leeway)
@@ -535,6 +559,11 @@ func (c Config) Masked() Config {
 		}
 	}
 	mask(&c.Auth.JWT.HMACSecret)
+	secrets := make([]string, len(c.Auth.JWT.HMACSecrets))
+	for i := range secrets {
+		secrets[i] = "******"
+	}
+	c.Auth.JWT.HMACSecrets = secrets
 	mask(&c.API.Key)
 	mask(&c.Admin.Key)
 	mask(&c.Fanout.Redis.Password)

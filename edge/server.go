@@ -85,6 +85,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.metrics = telemetry.NewMetrics()
 	v, err := auth.New(auth.Config{
 		HMACSecret:     cfg.Auth.JWT.HMACSecret,
+		HMACSecrets:    cfg.Auth.JWT.HMACSecrets,
+		JWKSURL:        cfg.Auth.JWT.JWKSURL,
+		JWKSRefresh:    cfg.Auth.JWT.JWKSRefresh,
+		JWKSFile:       cfg.Auth.JWT.JWKSFile,
+		Logger:         log.With("component", "auth"),
 		PublicKeyFiles: cfg.Auth.JWT.PublicKeyFiles,
 		Audience:       cfg.Auth.JWT.Audience,
 		Issuer:         cfg.Auth.JWT.Issuer,
@@ -328,6 +333,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
 	}
 	s.env.Writers.Close()
+	s.auth.Close()
 	if s.adminHTTP != nil {
 		_ = s.adminHTTP.ShutdownWithContext(ctx)
 	}

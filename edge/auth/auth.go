@@ -7,8 +7,11 @@
 // id and the extra channels the token grants.
 //
 // Algorithms are derived from the configured keys: HS256/384/512 need
-// auth.jwt.hmac_secret, RS*/PS* an RSA public key, ES256/384/512 an ECDSA
-// key on P-256/P-384/P-521, EdDSA an Ed25519 key. A token whose algorithm has
+// auth.jwt.hmac_secret or hmac_secrets, RS*/PS* an RSA public key,
+// ES256/384/512 an ECDSA key on P-256/P-384/P-521, EdDSA an Ed25519 key.
+// Public keys come from PEM files and from a JSON Web Key Set URL or file
+// that is refreshed in the background (jwks.go), so that keys can rotate
+// without logging anybody out. A token whose algorithm has
 // no configured key, "none" included, is refused before any signature check,
 // and a token is only ever checked against keys of its algorithm's family,
 // so an RSA public key can never be used as an HMAC secret.
@@ -19,13 +22,18 @@ package auth
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -119,6 +127,34 @@ type Config struct {
 	// HMACSecret enables HS256, HS384 and HS512. When set it must be at
 	// least MinSecretLen bytes.
 	HMACSecret string
+	// HMACSecrets are additional HMAC secrets that verify tokens but are
+	// never used by Sign, such as the previous secret while secrets
+	// rotate. Each must be at least MinSecretLen bytes. The id of a secret
+	// (see HMACKeyID) is the first 8 hex digits of its SHA-256: a token
+	// whose header "kid" equals a secret's id is checked against that
+	// secret only, any other HS* token against HMACSecret and then each of
+	// HMACSecrets in turn.
+	HMACSecrets []string
+	// JWKSURL is an http(s) URL serving a JSON Web Key Set whose RSA, EC
+	// and Ed25519 keys verify RS*/PS*, ES* and EdDSA tokens ("oct" keys
+	// are ignored; a key with "alg" verifies only that algorithm). It is
+	// fetched by New (at most JWKSFetchTimeout; on failure New still
+	// succeeds, logs, and retries in the background), then every
+	// JWKSRefresh, and at once (at most once per
+	// JWKSForcedRefreshInterval) when a token names a "kid" it lacks. A
+	// failed refresh keeps the last good key set. Call Close to stop the
+	// refreshes.
+	JWKSURL string
+	// JWKSRefresh is the refresh interval of JWKSURL; zero means
+	// DefaultJWKSRefresh.
+	JWKSRefresh time.Duration
+	// JWKSFile is a JSON Web Key Set file used like JWKSURL. It must be
+	// valid when New runs; it is reloaded when its modification time or
+	// size changes, checked every JWKSFileCheckInterval; a bad new version
+	// keeps the last good key set.
+	JWKSFile string
+	// Logger receives JWKS refresh errors and reloads; nil discards them.
+	Logger *slog.Logger
 	// PublicKeyFiles are PEM files holding a public key ("PUBLIC KEY" or
 	// "RSA PUBLIC KEY") or a certificate; the first such block of a file is
 	// used. An RSA key (at least 2048 bits) enables RS256/384/512 and
@@ -145,6 +181,10 @@ type Config struct {
 	// QueryParam is the query parameter a token may be sent in; default
 	// "token".
 	QueryParam string
+
+	// For tests: zero means JWKSForcedRefreshInterval and
+	// JWKSFileCheckInterval.
+	jwksMinForced, jwksFileCheck time.Duration
 }
 
 // Claims is what Herald takes from a verified token.
@@ -176,10 +216,8 @@ const (
 	SourceCookie Source = "cookie"
 )
 
-// algKeys are the keys that verify one algorithm: the HMAC secret for the
-// HS family, public keys for the others.
+// algKeys are the key-file public keys that verify one algorithm.
 type algKeys struct {
-	hmac []byte
 	set  jwt.VerificationKeySet
 	byID map[string]jwt.VerificationKey
 }
@@ -187,13 +225,40 @@ type algKeys struct {
 // Verifier verifies tokens. Build it with New; it is safe for concurrent
 // use.
 type Verifier struct {
-	cfg    Config
-	parser *jwt.Parser
-	algs   map[string]*algKeys // by JWS "alg"; only algorithms with a key
+	cfg     Config
+	parser  *jwt.Parser
+	algs    map[string]*algKeys // by JWS "alg"; only algorithms with a key file
+	hmacs   []hmacKey           // HMACSecret first, then HMACSecrets
+	methods map[string]bool     // algorithms the parser accepts
+
+	log  *slog.Logger
+	jwks []*jwksSource
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 }
 
+// hmacKey is one HMAC secret and its id.
+type hmacKey struct {
+	id  string
+	key []byte
+}
+
+// HMACKeyID returns the key id of an HMAC secret: the first 8 hex digits
+// of its SHA-256. A token whose header "kid" is this id is only checked
+// against this secret (see Config.HMACSecrets). The id reveals nothing
+// useful about a secret of MinSecretLen bytes or more.
+func HMACKeyID(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:4])
+}
+
+// asymmetricAlgs are the algorithms a JWKS key may enable.
+var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
 // New builds a Verifier from cfg, applying the defaults and loading the key
-// files. Errors name the offending configuration key.
+// files and key sets. Errors name the offending configuration key. When
+// cfg has a JWKSURL or JWKSFile, call Close to stop their background
+// refresh.
 func New(cfg Config) (*Verifier, error) {
 	if cfg.Leeway == 0 {
 		cfg.Leeway = DefaultLeeway
@@ -210,15 +275,39 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.QueryParam == "" {
 		cfg.QueryParam = "token"
 	}
-	if cfg.HMACSecret == "" && len(cfg.PublicKeyFiles) == 0 {
-		return nil, errors.New("auth.jwt: configure hmac_secret or public_key_files")
+	if cfg.JWKSRefresh == 0 {
+		cfg.JWKSRefresh = DefaultJWKSRefresh
+	}
+	if cfg.JWKSRefresh < 0 {
+		return nil, fmt.Errorf("auth.jwt.jwks_refresh: must not be negative, got %s", cfg.JWKSRefresh)
+	}
+	if cfg.jwksMinForced == 0 {
+		cfg.jwksMinForced = JWKSForcedRefreshInterval
+	}
+	if cfg.jwksFileCheck == 0 {
+		cfg.jwksFileCheck = JWKSFileCheckInterval
+	}
+	if cfg.HMACSecret == "" && len(cfg.HMACSecrets) == 0 && len(cfg.PublicKeyFiles) == 0 && cfg.JWKSURL == "" && cfg.JWKSFile == "" {
+		return nil, errors.New("auth.jwt: configure hmac_secret or public_key_files (or hmac_secrets, jwks_url, jwks_file)")
 	}
 	if cfg.HMACSecret != "" && len(cfg.HMACSecret) < MinSecretLen {
 		return nil, fmt.Errorf("auth.jwt.hmac_secret: must be at least %d bytes, got %d", MinSecretLen, len(cfg.HMACSecret))
 	}
+	for i, s := range cfg.HMACSecrets {
+		if len(s) < MinSecretLen {
+			return nil, fmt.Errorf("auth.jwt.hmac_secrets[%d]: must be at least %d bytes, got %d", i, MinSecretLen, len(s))
+		}
+	}
+	if cfg.JWKSURL != "" && !strings.HasPrefix(cfg.JWKSURL, "https://") && !strings.HasPrefix(cfg.JWKSURL, "http://") {
+		return nil, fmt.Errorf("auth.jwt.jwks_url: must be an http:// or https:// URL, got %q", cfg.JWKSURL)
+	}
 	cfg.PublicKeyFiles = slices.Clone(cfg.PublicKeyFiles)
+	cfg.HMACSecrets = slices.Clone(cfg.HMACSecrets)
 
-	v := &Verifier{cfg: cfg, algs: make(map[string]*algKeys)}
+	v := &Verifier{cfg: cfg, algs: make(map[string]*algKeys), methods: make(map[string]bool), log: cfg.Logger}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
+	}
 	bucket := func(alg string) *algKeys {
 		ks := v.algs[alg]
 		if ks == nil {
@@ -227,9 +316,15 @@ func New(cfg Config) (*Verifier, error) {
 		}
 		return ks
 	}
-	if cfg.HMACSecret != "" {
+	for _, s := range append([]string{cfg.HMACSecret}, cfg.HMACSecrets...) {
+		if s == "" || slices.ContainsFunc(v.hmacs, func(h hmacKey) bool { return string(h.key) == s }) {
+			continue
+		}
+		v.hmacs = append(v.hmacs, hmacKey{id: HMACKeyID(s), key: []byte(s)})
+	}
+	if len(v.hmacs) > 0 {
 		for _, alg := range []string{"HS256", "HS384", "HS512"} {
-			bucket(alg).hmac = []byte(cfg.HMACSecret)
+			v.methods[alg] = true
 		}
 	}
 	ids := make(map[string]int)
@@ -251,8 +346,18 @@ func New(cfg Config) (*Verifier, error) {
 			ks.byID[k.id] = k.key
 		}
 	}
-	methods := make([]string, 0, len(v.algs))
 	for alg := range v.algs {
+		v.methods[alg] = true
+	}
+	if cfg.JWKSURL != "" || cfg.JWKSFile != "" {
+		// The key sets change: accept every asymmetric algorithm here and
+		// let keyFunc refuse those without a key.
+		for _, alg := range asymmetricAlgs {
+			v.methods[alg] = true
+		}
+	}
+	methods := make([]string, 0, len(v.methods))
+	for alg := range v.methods {
 		methods = append(methods, alg)
 	}
 	slices.Sort(methods)
@@ -271,6 +376,9 @@ func New(cfg Config) (*Verifier, error) {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
 	}
 	v.parser = jwt.NewParser(opts...)
+	if err := v.startJWKS(&cfg); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 
@@ -280,42 +388,82 @@ var (
 )
 
 // keyFunc picks the verification key(s) for a token. The parser has
-// already refused algorithms without a key (WithValidMethods); keyFunc
-// checks again by method type: an HMAC method only ever gets the HMAC
-// secret and the other methods only public keys that fit them (keyFits,
-// also enforced by New when it files keys under algorithms), so a public
-// key is never used as an HMAC secret. The "kid" header is only a map key:
-// it selects the key file of that id when that key fits the token's
-// algorithm; otherwise every key of the algorithm is tried.
+// already refused algorithms that can have no key (WithValidMethods);
+// keyFunc checks again by method type: an HMAC method only ever gets the
+// HMAC secrets and the other methods only public keys that fit them
+// (keyFits, also enforced by New when it files keys under algorithms, and
+// jwk.fits for JWKS keys, which also honours a key's declared "alg"), so a
+// public key is never used as an HMAC secret and JWKS "oct" keys are never
+// used at all. The "kid" header is only a map key: it selects the HMAC
+// secret, key file or JWKS keys of that id that fit the token's algorithm;
+// an unknown kid forces a (rate limited) JWKS URL refresh; when the kid is
+// still unknown, or absent, every key of the algorithm is tried.
 func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
 	if _, ok := t.Header["crit"]; ok {
 		return nil, errCritical
 	}
-	ks := v.algs[t.Method.Alg()]
-	if ks == nil {
-		return nil, errNoKey
-	}
+	kid, _ := t.Header["kid"].(string)
 	if _, ok := t.Method.(*jwt.SigningMethodHMAC); ok {
-		if ks.hmac == nil {
+		switch len(v.hmacs) {
+		case 0:
 			return nil, errNoKey
+		case 1:
+			return v.hmacs[0].key, nil
 		}
-		return ks.hmac, nil
+		if kid != "" {
+			for _, h := range v.hmacs {
+				if h.id == kid {
+					return h.key, nil
+				}
+			}
+		}
+		set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(v.hmacs))}
+		for i, h := range v.hmacs {
+			set.Keys[i] = h.key
+		}
+		return set, nil
 	}
-	if kid, ok := t.Header["kid"].(string); ok {
-		if k, ok := ks.byID[kid]; ok && keyFits(t.Method, k) {
-			return k, nil
+	ks := v.algs[t.Method.Alg()]
+	if kid != "" {
+		if ks != nil {
+			if k, ok := ks.byID[kid]; ok && keyFits(t.Method, k) {
+				return k, nil
+			}
+		}
+		if len(v.jwks) > 0 {
+			if !v.jwksHasKid(kid) && (ks == nil || ks.byID[kid] == nil) {
+				v.forceJWKSRefresh()
+			}
+			if keys := v.jwksKeys(t.Method, kid, nil); len(keys) > 0 {
+				return oneOrSet(keys), nil
+			}
 		}
 	}
-	switch len(ks.set.Keys) {
-	case 0:
+	var keys []any
+	if ks != nil {
+		for _, k := range ks.set.Keys {
+			if keyFits(t.Method, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	keys = v.jwksKeys(t.Method, "", keys)
+	if len(keys) == 0 {
 		return nil, errNoKey
-	case 1:
-		if k := ks.set.Keys[0]; keyFits(t.Method, k) {
-			return k, nil
-		}
-		return nil, errNoKey
 	}
-	return ks.set, nil
+	return oneOrSet(keys), nil
+}
+
+// oneOrSet returns the only key of keys, or a set of them all.
+func oneOrSet(keys []any) any {
+	if len(keys) == 1 {
+		return keys[0]
+	}
+	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
+	for i, k := range keys {
+		set.Keys[i] = k
+	}
+	return set
 }
 
 // Verify checks token and returns its claims. A refused token yields an
@@ -368,7 +516,7 @@ func (v *Verifier) classify(tok *jwt.Token, mc jwt.MapClaims, err error) *Error 
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		// The parser reports an algorithm outside WithValidMethods (such
 		// as "none") as a bad signature too.
-		if tok == nil || tok.Method == nil || v.algs[tok.Method.Alg()] == nil {
+		if tok == nil || tok.Method == nil || !v.methods[tok.Method.Alg()] {
 			return fail(ReasonUnsupportedAlgorithm, err)
 		}
 		return fail(ReasonInvalidSignature, err)
