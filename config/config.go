@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,6 +144,46 @@ type History struct {
 	Size int `koanf:"size"`
 	// TTL is how long a message stays resumable.
 	TTL time.Duration `koanf:"ttl"`
+	// Retention overrides size and TTL for channels matching a pattern:
+	// "pattern=size/ttl" ("user:*=200/24h", "broadcast=20/", "audit:*=/1h");
+	// the first matching rule wins, an empty part keeps the default.
+	Retention []string `koanf:"retention"`
+}
+
+// RetentionRule is one parsed history.retention entry.
+type RetentionRule struct {
+	Pattern string
+	Size    int
+	TTL     time.Duration
+}
+
+// RetentionRules parses history.retention.
+func (h History) RetentionRules() ([]RetentionRule, error) {
+	var out []RetentionRule
+	for i, r := range h.Retention {
+		pat, spec, ok := strings.Cut(r, "=")
+		sizeStr, ttlStr, ok2 := strings.Cut(spec, "/")
+		if !ok || !ok2 || pat == "" {
+			return nil, fmt.Errorf("history.retention[%d]: %q must be \"pattern=size/ttl\"", i, r)
+		}
+		rule := RetentionRule{Pattern: pat}
+		if sizeStr != "" {
+			n, err := strconv.Atoi(sizeStr)
+			if err != nil || n < 1 || n > 1_000_000 {
+				return nil, fmt.Errorf("history.retention[%d]: size %q must be 1..1000000", i, sizeStr)
+			}
+			rule.Size = n
+		}
+		if ttlStr != "" {
+			d, err := time.ParseDuration(ttlStr)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("history.retention[%d]: ttl %q must be a positive duration", i, ttlStr)
+			}
+			rule.TTL = d
+		}
+		out = append(out, rule)
+	}
+	return out, nil
 }
 
 // Stream configures client connections.
@@ -478,6 +519,9 @@ func (c *Config) Validate() error {
 		bad("history.size", "must be between 1 and 1000000, got %d", c.History.Size)
 	}
 	positive("history.ttl", c.History.TTL)
+	if _, err := c.History.RetentionRules(); err != nil {
+		errs = append(errs, &KeyError{Key: "history.retention", Msg: err.Error()})
+	}
 	positive("stream.write_timeout", c.Stream.WriteTimeout)
 	positive("stream.ws_ping_interval", c.Stream.WSPingInterval)
 	if c.Stream.WSReadTimeout <= c.Stream.WSPingInterval {

@@ -82,3 +82,38 @@ func TestHistoryAPIPaging(t *testing.T) {
 		})
 	}
 }
+
+// TestRetentionRules: history.retention gives channels matching a pattern
+// their own size and TTL.
+func TestRetentionRules(t *testing.T) {
+	for _, broker := range []string{"memory", "redis"} {
+		t.Run(broker, func(t *testing.T) {
+			ts := startServer(t, func(c *config.Config) {
+				c.History.Retention = []string{"user:short*=/300ms", "broadcast=2/"}
+				if broker == "redis" {
+					c.Fanout.Broker = "redis"
+					c.Fanout.Redis.Shards = []string{redistest.Start(t).Addr()}
+				}
+			})
+			for i := 1; i <= 4; i++ {
+				ts.publishTo(t, "shortlived", fmt.Sprintf(`{"n":%d}`, i))
+				ts.publishTo(t, "kept", fmt.Sprintf(`{"n":%d}`, i))
+			}
+			time.Sleep(400 * time.Millisecond)
+			if _, got, _ := historyPage(t, ts, "/api/history?user_id=shortlived", testAPIKey); len(got) != 0 {
+				t.Fatalf("user:shortlived kept %v past its 300ms TTL", got)
+			}
+			if _, got, _ := historyPage(t, ts, "/api/history?user_id=kept", testAPIKey); len(got) != 4 {
+				t.Fatalf("user:kept (default retention) has %v", got)
+			}
+			if broker == "memory" { // Redis trims with MAXLEN ~ (approximate)
+				for i := 1; i <= 4; i++ {
+					ts.publish(t, fmt.Sprintf(`{"channel":"broadcast","data":{"n":"b%d"}}`, i))
+				}
+				if _, got, _ := historyPage(t, ts, "/api/history?user_id=nobody", testAPIKey); fmt.Sprint(got) != "[broadcast=b4 broadcast=b3]" {
+					t.Fatalf("broadcast size rule: %v", got)
+				}
+			}
+		})
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/glob"
 	"github.com/heraldrt/herald/protocols"
 	"github.com/heraldrt/herald/telemetry"
 )
@@ -222,6 +223,23 @@ func (s *Server) housekeeping() {
 	}
 }
 
+// retention turns history.retention rules into the brokers' per-channel
+// retention (nil when there are none).
+func retention(cfg config.History) fanout.Retention {
+	rules, _ := cfg.RetentionRules() // validated at load
+	if len(rules) == 0 {
+		return nil
+	}
+	return func(ch string) (int, time.Duration) {
+		for _, r := range rules {
+			if glob.Match(r.Pattern, ch) {
+				return r.Size, r.TTL
+			}
+		}
+		return 0, 0
+	}
+}
+
 func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler) (fanout.Broker, error) {
 	switch cfg.Fanout.Broker {
 	case "memory":
@@ -229,12 +247,14 @@ func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler) (fanout
 			HistorySize:       cfg.History.Size,
 			HistoryTTL:        cfg.History.TTL,
 			IdempotencyWindow: cfg.API.IdempotencyWindow,
+			Retention:         retention(cfg.History),
 		}, h), nil
 	case "redis":
 		rc := cfg.Fanout.Redis
 		rc.HistorySize = cfg.History.Size
 		rc.HistoryTTL = cfg.History.TTL
 		rc.IdempotencyWindow = cfg.API.IdempotencyWindow
+		rc.Retention = retention(cfg.History)
 		b, err := fanout.NewRedis(ctx, rc, h)
 		if err != nil {
 			return nil, fmt.Errorf("fanout.redis: %w", err)

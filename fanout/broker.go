@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Position is a message's place in its channel's history.
@@ -150,3 +151,8 @@ func ValidChannel(name string) bool {
 	}
 	return true
 }
+
+// Retention returns how many messages channel keeps and for how long; a
+// broker built with a nil Retention uses its HistorySize and HistoryTTL for
+// every channel.
+type Retention func(channel string) (size int, ttl time.Duration)

@@ -21,6 +21,25 @@ type MemoryConfig struct {
 	// IdempotencyWindow is how long an idempotency key is remembered
 	// (default 5m).
 	IdempotencyWindow time.Duration
+	// Retention, when set, gives per-channel size and TTL (e.g. from
+	// history.retention rules); zero values fall back to the above.
+	Retention Retention
+}
+
+// retention returns channel's history size and TTL.
+func (c *MemoryConfig) retention(channel string) (int, time.Duration) {
+	size, ttl := c.HistorySize, c.HistoryTTL
+	if c.Retention != nil {
+		if s, t := c.Retention(channel); s > 0 || t > 0 {
+			if s > 0 {
+				size = s
+			}
+			if t > 0 {
+				ttl = t
+			}
+		}
+	}
+	return size, ttl
 }
 
 func (c *MemoryConfig) applyDefaults() {
@@ -75,6 +94,8 @@ type memChannel struct {
 	// A caller that looked the channel up before and locks it after must
 	// not use it: its subscription or message would be lost with it.
 	dead bool
+	size int           // retained messages (history.size or a retention rule)
+	ttl  time.Duration // how long a message stays resumable
 }
 
 type idemEntry struct {
@@ -120,6 +141,7 @@ func (b *MemoryBroker) channel(name string, create bool) *memChannel {
 	c := s.channels[name]
 	if c == nil && create {
 		c = &memChannel{epoch: newEpoch(), lastUsed: b.now()}
+		c.size, c.ttl = b.cfg.retention(name)
 		s.channels[name] = c
 	}
 	return c
@@ -165,7 +187,7 @@ func (b *MemoryBroker) Publish(_ context.Context, channel string, data []byte, o
 		TraceParent: opts.TraceParent,
 		PublishedAt: now.UnixNano(),
 	}
-	if len(c.ring) >= b.cfg.HistorySize {
+	if len(c.ring) >= c.size {
 		copy(c.ring, c.ring[1:])
 		c.ring[len(c.ring)-1] = m
 	} else {
@@ -268,7 +290,7 @@ func (b *MemoryBroker) History(_ context.Context, channel string, since Position
 
 // expireLocked drops messages older than the history TTL.
 func (b *MemoryBroker) expireLocked(c *memChannel, now time.Time) {
-	cut := now.Add(-b.cfg.HistoryTTL).UnixNano()
+	cut := now.Add(-c.ttl).UnixNano()
 	n := 0
 	for n < len(c.ring) && c.ring[n].PublishedAt < cut {
 		n++
@@ -313,7 +335,7 @@ func (b *MemoryBroker) sweep(now time.Time) {
 					delete(c.idem, k)
 				}
 			}
-			if len(c.ring) == 0 && c.subs == 0 && len(c.idem) == 0 && now.Sub(c.lastUsed) > b.cfg.HistoryTTL {
+			if len(c.ring) == 0 && c.subs == 0 && len(c.idem) == 0 && now.Sub(c.lastUsed) > c.ttl {
 				c.dead = true
 				delete(s.channels, name)
 			}

@@ -77,7 +77,7 @@ func (b *RedisBroker) Recent(ctx context.Context, channel string, before uint64,
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return nil, fmt.Errorf("recent %s on redis %s: %w", channel, s.name, err)
 	}
-	cut := time.Now().Add(-b.cfg.HistoryTTL).UnixNano()
+	cut := time.Now().Add(-b.historyTTL(channel)).UnixNano()
 	out := make([]*Message, 0, len(entries))
 	for i := range entries {
 		m, err := parseStreamEntry(channel, uint32(epoch), &entries[i])

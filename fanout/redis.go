@@ -115,6 +115,9 @@ type RedisConfig struct {
 	// and the age after which a message is no longer resumable (default
 	// 10m). Set from history.ttl.
 	HistoryTTL time.Duration `koanf:"-"`
+	// Retention, when set, gives per-channel size and TTL (history.retention
+	// rules); zero values fall back to HistorySize and HistoryTTL.
+	Retention Retention `koanf:"-"`
 	// MetaTTL is how long a channel's epoch and offset survive without
 	// publishes (default 7 days). It must be much longer than HistoryTTL so
 	// idle channels keep their epoch; it is raised to HistoryTTL if lower.
@@ -405,8 +408,19 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, 
 	if opts.IdempotencyKey != "" {
 		keys = append(keys, k.idem(channel, opts.IdempotencyKey))
 	}
+	histSize, histTTL := b.argHistSize, b.argHistTTL
+	if b.cfg.Retention != nil {
+		if size, ttl := b.cfg.Retention(channel); size > 0 || ttl > 0 {
+			if size > 0 {
+				histSize = strconv.Itoa(size)
+			}
+			if ttl > 0 {
+				histTTL = strconv.FormatInt(ttl.Milliseconds(), 10)
+			}
+		}
+	}
 	args := []string{k.pubsub, rueidis.BinaryString(data), opts.TraceParent, strconv.FormatInt(time.Now().UnixNano(), 10),
-		b.argHistSize, b.argHistTTL, b.argMetaTTL, b.argIdemTTL, b.argSPublish}
+		histSize, histTTL, b.argMetaTTL, b.argIdemTTL, b.argSPublish}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
 	defer cancel()
 	vals, err := b.publishScript.Exec(ctx, s.client, keys, args).ToArray()
@@ -495,6 +509,16 @@ func parseStreamEntry(channel string, epoch uint32, e *rueidis.RedisMessage) (*M
 	return m, nil
 }
 
+// historyTTL is channel's history TTL.
+func (b *RedisBroker) historyTTL(channel string) time.Duration {
+	if b.cfg.Retention != nil {
+		if _, ttl := b.cfg.Retention(channel); ttl > 0 {
+			return ttl
+		}
+	}
+	return b.cfg.HistoryTTL
+}
+
 // History implements Broker. Messages older than HistoryTTL count as no
 // longer retained.
 func (b *RedisBroker) History(ctx context.Context, channel string, since Position, limit int) (HistoryResult, error) {
@@ -526,7 +550,7 @@ func (b *RedisBroker) History(ctx context.Context, channel string, since Positio
 	if len(msgs) == 0 || msgs[0].Pos.Offset != since.Offset+1 {
 		return res, fmt.Errorf("history %s since %s: no longer retained in redis: %w", channel, since, ErrHistoryGone)
 	}
-	if cut := time.Now().Add(-b.cfg.HistoryTTL).UnixNano(); msgs[0].PublishedAt != 0 && msgs[0].PublishedAt < cut {
+	if cut := time.Now().Add(-b.historyTTL(channel)).UnixNano(); msgs[0].PublishedAt != 0 && msgs[0].PublishedAt < cut {
 		return res, fmt.Errorf("history %s since %s: older than the history ttl: %w", channel, since, ErrHistoryGone)
 	}
 	// Entries beyond top (published after the read started) cannot exist:

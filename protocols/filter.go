@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/glob"
 )
 
 // TypeFilter selects messages by their payload's "type": a client's
@@ -78,7 +79,7 @@ func (f *TypeFilter) Allows(typ string) bool {
 	if len(f.include) > 0 {
 		ok := false
 		for _, p := range f.include {
-			if typ != "" && glob(p, typ) {
+			if typ != "" && glob.Match(p, typ) {
 				ok = true
 				break
 			}
@@ -88,7 +89,7 @@ func (f *TypeFilter) Allows(typ string) bool {
 		}
 	}
 	for _, p := range f.exclude {
-		if glob(p, typ) {
+		if glob.Match(p, typ) {
 			return false
 		}
 	}
@@ -111,31 +112,4 @@ func (f *TypeFilter) String() string {
 // shared by every session.
 func messageType(m *fanout.Message) string {
 	return string(m.Encoded(slotType, func(m *fanout.Message) []byte { return []byte(jsonType(m.Data)) }))
-}
-
-// glob matches s against pattern p where '*' is any run of bytes and '?'
-// one byte: linear time, no allocation.
-func glob(p, s string) bool {
-	pi, si := 0, 0
-	star, mark := -1, 0
-	for si < len(s) {
-		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]):
-			pi++
-			si++
-		case pi < len(p) && p[pi] == '*':
-			star, mark = pi, si
-			pi++
-		case star >= 0:
-			pi = star + 1
-			mark++
-			si = mark
-		default:
-			return false
-		}
-	}
-	for pi < len(p) && p[pi] == '*' {
-		pi++
-	}
-	return pi == len(p)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/glob"
 )
 
 func TestTypeFilter(t *testing.T) {
@@ -39,7 +40,7 @@ func TestTypeFilter(t *testing.T) {
 		p, s string
 		ok   bool
 	}{{"*", "", true}, {"a*b*c", "axxbyyc", true}, {"a*b*c", "axxbyy", false}, {"*_progress", "oracle_upload_progress", true}, {"a?c", "ac", false}, {"**", "x", true}} {
-		if glob(p.p, p.s) != p.ok {
+		if glob.Match(p.p, p.s) != p.ok {
 			t.Errorf("glob(%q, %q) != %v", p.p, p.s, p.ok)
 		}
 	}
