@@ -189,11 +189,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // checked before Upgrade
 	}
 	s.http = &fasthttp.Server{
-		Handler:               s.route,
-		Name:                  "herald",
-		ReadBufferSize:        cfg.Server.ReadBufferSize,
-		ReadTimeout:           cfg.Server.HandshakeTimeout,
-		IdleTimeout:           cfg.Server.HandshakeTimeout * 6,
+		Handler:        s.route,
+		Name:           "herald",
+		ReadBufferSize: cfg.Server.ReadBufferSize,
+		ReadTimeout:    cfg.Server.HandshakeTimeout,
+		IdleTimeout:    cfg.Server.HandshakeTimeout * 6,
+		// Hijacked connections leave fasthttp's worker pool at once; after a
+		// connect storm its idle workers (8 KiB stacks each) should not
+		// linger for the default 10 s.
+		MaxIdleWorkerDuration: 2 * time.Second,
 		MaxRequestBodySize:    cfg.API.MaxBodyBytes,
 		KeepHijackedConns:     true,
 		NoDefaultServerHeader: true,
