@@ -8,6 +8,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/edge/auth"
 )
 
 func signWith(secret, sub string, ttl time.Duration) (string, error) {
@@ -100,4 +101,11 @@ func FuzzParsePublish(f *testing.F) {
 			t.Fatalf("accepted %q without channel or data: %+v", body, r)
 		}
 	})
+}
+
+func TestReservedChannelsNotGranted(t *testing.T) {
+	got := channelsFor(auth.Claims{UserID: "1", Channels: []string{"team:1", "herald.nodes", "herald.node.x", "team:1"}})
+	if strings.Join(got, ",") != "user:1,broadcast,team:1" {
+		t.Fatalf("channels %v", got)
+	}
 }

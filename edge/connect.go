@@ -133,6 +133,9 @@ func channelsFor(c auth.Claims) []string {
 	chans := make([]string, 0, 2+len(c.Channels))
 	chans = append(chans, "user:"+c.UserID, broadcastChannel)
 	for _, ch := range c.Channels {
+		if strings.HasPrefix(ch, reservedPrefix) {
+			continue // node control channels are never granted to clients
+		}
 		dup := false
 		for _, have := range chans {
 			if have == ch {
