@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -22,6 +21,7 @@ import (
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/internal/ssetest"
 )
 
 const (
@@ -287,10 +287,7 @@ type sseStream struct {
 	err    chan error
 }
 
-type sseEvent struct {
-	ID, Data string
-	At       time.Time
-}
+type sseEvent = ssetest.Event
 
 func openSSE(t testing.TB, client *http.Client, rawURL string, header http.Header) *sseStream {
 	t.Helper()
@@ -314,30 +311,13 @@ func openSSE(t testing.TB, client *http.Client, rawURL string, header http.Heade
 	s := &sseStream{resp: resp, events: make(chan sseEvent, 256), err: make(chan error, 1)}
 	t.Cleanup(func() { resp.Body.Close() })
 	go func() {
-		r := bufio.NewReader(resp.Body)
-		var ev sseEvent
-		var data []string
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				s.err <- err
-				close(s.events)
-				return
+		err := ssetest.Read(resp.Body, func(ev sseEvent) {
+			if ev.Data != "" { // retry-only blocks are not events
+				s.events <- ev
 			}
-			line = strings.TrimSuffix(line, "\n")
-			switch {
-			case line == "":
-				if data != nil {
-					ev.Data, ev.At = strings.Join(data, "\n"), time.Now()
-					s.events <- ev
-				}
-				ev, data = sseEvent{ID: ev.ID}, nil
-			case strings.HasPrefix(line, "id: "):
-				ev.ID = line[4:]
-			case strings.HasPrefix(line, "data: "):
-				data = append(data, line[6:])
-			}
-		}
+		})
+		s.err <- err
+		close(s.events)
 	}()
 	return s
 }

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/internal/ssetest"
 )
 
 const (
@@ -178,10 +178,7 @@ func readWSJSON(t testing.TB, c *websocket.Conn) map[string]any {
 }
 
 // sseEvent is one parsed Server-Sent Event.
-type sseEvent struct {
-	ID, Event, Data string
-	Retry           string
-}
+type sseEvent = ssetest.Event
 
 // sseClient reads an event stream the way EventSource does.
 type sseClient struct {
@@ -224,36 +221,9 @@ func (ts *testServer) mustSSE(t testing.TB, query, lastEventID string) *sseClien
 }
 
 func (c *sseClient) loop() {
-	r := bufio.NewReader(c.resp.Body)
-	var ev sseEvent
-	var data []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			c.errc <- err
-			close(c.events)
-			return
-		}
-		line = strings.TrimRight(line, "\n")
-		switch {
-		case line == "":
-			if data != nil || ev.Retry != "" {
-				ev.Data = strings.Join(data, "\n")
-				c.events <- ev
-			}
-			id := ev.ID
-			ev, data = sseEvent{ID: id}, nil
-		case strings.HasPrefix(line, ":"):
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			ev.Event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data = append(data, line[6:])
-		case strings.HasPrefix(line, "retry: "):
-			ev.Retry = line[7:]
-		}
-	}
+	err := ssetest.Read(c.resp.Body, func(ev sseEvent) { c.events <- ev })
+	c.errc <- err
+	close(c.events)
 }
 
 // next returns the next event with data (skipping retry-only events).
