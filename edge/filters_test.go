@@ -82,7 +82,15 @@ func TestPreferencesLiveAcrossNodes(t *testing.T) {
 	if code := put(`{"types":["["]}`); code != 400 {
 		t.Fatalf("bad preferences: %d", code)
 	}
-	time.Sleep(200 * time.Millisecond) // the control message reaches node 1
+	// Wait until the control message has reached node 1.
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if f, ok := nodes[1].srv.prefs.get("p"); ok && f != nil {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("preferences never reached node 1")
+		}
+	}
 	nodes[0].publishTo(t, "p", `{"type":"chatty"}`)
 	nodes[0].publishTo(t, "p", `{"type":"important"}`)
 	if got := string(readWS(t, ws)); got != `{"type":"important"}` {
