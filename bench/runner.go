@@ -214,18 +214,8 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 		exp := r.pub.expectations(o.Drain)
 		exp.Account = !churn
 		rr.Accounting = exp.Account
-		results := make([]FleetResult, len(r.fleets))
-		errs := make([]error, len(r.fleets))
-		var wg sync.WaitGroup
-		for i, f := range r.fleets {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results[i], errs[i] = f.Finish(exp)
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		results, err := eachFleet(r.fleets, func(f fleetClient) (FleetResult, error) { return f.Finish(exp) })
+		if err != nil {
 			return rr, err
 		}
 		var drained time.Duration
@@ -304,19 +294,9 @@ func (r *run) closeFleets() {
 
 // connect runs one transport's ramp on every fleet at once.
 func (r *run) connect(tr Transport) (*Ramp, error) {
-	results := make([]PhaseResult, len(r.fleets))
-	errs := make([]error, len(r.fleets))
 	srv0, tool0, t0 := r.serverCPU(), r.toolCPU(), time.Now()
-	var wg sync.WaitGroup
-	for i, f := range r.fleets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = f.Connect(tr)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	results, err := eachFleet(r.fleets, func(f fleetClient) (PhaseResult, error) { return f.Connect(tr) })
+	if err != nil {
 		return nil, err
 	}
 	ramp := &Ramp{}
@@ -506,4 +486,21 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// eachFleet runs fn on every fleet at once and gathers the results in
+// fleet order, with every fleet's error joined.
+func eachFleet[T any](fleets []fleetClient, fn func(fleetClient) (T, error)) ([]T, error) {
+	results := make([]T, len(fleets))
+	errs := make([]error, len(fleets))
+	var wg sync.WaitGroup
+	for i, f := range fleets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = fn(f)
+		}()
+	}
+	wg.Wait()
+	return results, errors.Join(errs...)
 }
