@@ -37,15 +37,7 @@ func adminDo(t *testing.T, ts *testServer, method, path, key, body string) (int,
 // user's connections on every node.
 func TestAdminAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t)
-	var nodes []*testServer
-	for range 2 {
-		nodes = append(nodes, startServer(t, func(c *config.Config) {
-			c.Fanout.Broker = "redis"
-			c.Fanout.Redis.Shards = []string{srv.Addr()}
-			c.Fanout.Redis.Prefix = "adm:"
-			c.Admin.Key = testAdminKey
-		}))
-	}
+	nodes := redisNodes(t, 2, []string{srv.Addr()}, "adm:", func(c *config.Config) { c.Admin.Key = testAdminKey })
 	ws := nodes[0].mustWS(t, q("token", token(t, "42", time.Hour)))
 	readWS(t, ws)
 	sse := nodes[1].mustSSE(t, q("token", token(t, "42", time.Hour)), "")

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -56,14 +55,7 @@ func TestTypeFiltersKeepCursorsExact(t *testing.T) {
 // connections opened later.
 func TestPreferencesLiveAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t)
-	var nodes []*testServer
-	for range 2 {
-		nodes = append(nodes, startServer(t, func(c *config.Config) {
-			c.Fanout.Broker = "redis"
-			c.Fanout.Redis.Shards = []string{srv.Addr()}
-			c.Fanout.Redis.Prefix = "prefs:"
-		}))
-	}
+	nodes := redisNodes(t, 2, []string{srv.Addr()}, "prefs:")
 	ws := nodes[1].mustWS(t, q("token", token(t, "p", time.Hour)))
 	readWS(t, ws)
 	put := func(body string) int {

@@ -11,8 +11,9 @@ import (
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
-// redisNodes starts n Herald nodes sharing the given Redis shards.
-func redisNodes(t *testing.T, n int, shards []string, prefix string) []*testServer {
+// redisNodes starts n Herald nodes sharing the given Redis shards;
+// extra adjusts each node's config further.
+func redisNodes(t *testing.T, n int, shards []string, prefix string, extra ...func(*config.Config)) []*testServer {
 	t.Helper()
 	var nodes []*testServer
 	for range n {
@@ -21,6 +22,9 @@ func redisNodes(t *testing.T, n int, shards []string, prefix string) []*testServ
 			c.Fanout.Redis.Shards = shards
 			c.Fanout.Redis.Prefix = prefix
 			c.Fanout.Redis.ProbeInterval = 500 * time.Millisecond
+			for _, f := range extra {
+				f(c)
+			}
 		}))
 	}
 	return nodes
