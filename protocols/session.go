@@ -332,6 +332,18 @@ func (s *Session) Resume(ctx context.Context) error {
 		case errors.Is(err, fanout.ErrHistoryGone):
 			positions[i] = res.Top
 			pre = append(pre, item{kind: itemEvent, b: s.resetEvent(ch, resetReason(err))})
+			if errors.Is(err, fanout.ErrEpochChanged) {
+				// The cursor's epoch ended (a restarted broker, a shard that
+				// lost its data): the client gets the new epoch from its
+				// beginning, as far as it is retained, not only what comes
+				// after now.
+				if pos, early := s.newEpochStart(ctx, ch, res.Top); len(early) > 0 {
+					positions[i] = pos
+					for _, m := range early {
+						msgs = append(msgs, item{kind: itemMsg, msg: m})
+					}
+				}
+			}
 		default:
 			return err
 		}
@@ -353,6 +365,25 @@ func (s *Session) Resume(ctx context.Context) error {
 	q = append(append(append(q, pre...), msgs...), s.queue...)
 	s.queue = q
 	return nil
+}
+
+// newEpochStart reads channel's retained messages of the epoch top
+// belongs to, from that epoch's first offset. It returns the position just
+// before them and the messages, or nothing when the epoch's start is no
+// longer retained (or the read fails): the client then continues from top,
+// and the stream_reset it was given covers the rest.
+func (s *Session) newEpochStart(ctx context.Context, ch string, top fanout.Position) (fanout.Position, []*fanout.Message) {
+	if top.Epoch == 0 || top.Offset == 0 {
+		return top, nil
+	}
+	start := fanout.Position{Epoch: top.Epoch}
+	hctx, cancel := context.WithTimeout(ctx, s.env.Config.HistoryTimeout)
+	res, err := s.env.History.History(hctx, ch, start, 0)
+	cancel()
+	if err != nil || len(res.Messages) == 0 || res.Messages[0].Pos != (fanout.Position{Epoch: top.Epoch, Offset: 1}) {
+		return top, nil
+	}
+	return start, res.Messages
 }
 
 // resetEvent builds a stream_reset event and counts it.
