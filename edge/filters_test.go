@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -100,5 +101,48 @@ func TestPreferencesLiveAcrossNodes(t *testing.T) {
 	_ = code
 	if code != 401 {
 		t.Fatalf("GET preferences without key: %d %v", code, out)
+	}
+}
+
+// TestFilteredMessagesAdvanceCursor: messages a connection's ?types= filters
+// out still move its cursor. The connection's last delivered message is
+// followed by filtered ones; the cursor of its final event (here an
+// eviction's) must be past them, so a resume from it without the filter
+// neither re-delivers them nor reports a reset.
+func TestFilteredMessagesAdvanceCursor(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) {
+		c.Limits.PerUser = 1
+		c.Limits.PerUserPolicy = "evict_oldest"
+	})
+	tok := token(t, "fc", time.Hour)
+	first := ts.mustSSE(t, q("token", tok, "types", "-chatty"), "")
+	first.next(t)
+	ts.publishTo(t, "fc", `{"type":"important","n":1}`)
+	if ev := first.next(t); ev.Data != `{"type":"important","n":1}` {
+		t.Fatalf("filtered connection got %s", ev.Data)
+	}
+	ts.publishTo(t, "fc", `{"type":"chatty","n":2}`)
+	ts.publishTo(t, "fc", `{"type":"chatty","n":3}`)
+	// A second connection evicts the first, whose final event carries the
+	// cursor it reached.
+	second := ts.mustSSE(t, q("token", tok), "")
+	second.next(t)
+	evs := first.ended(t)
+	if len(evs) == 0 || !strings.Contains(evs[len(evs)-1].Data, `"reason":"replaced"`) || evs[len(evs)-1].ID == "" {
+		t.Fatalf("evicted connection's end: %+v", evs)
+	}
+	for _, ev := range evs {
+		if strings.Contains(ev.Data, "chatty") {
+			t.Fatalf("filtered message delivered: %s", ev.Data)
+		}
+	}
+	cursor := evs[len(evs)-1].ID
+	ts.publishTo(t, "fc", `{"type":"important","n":4}`)
+	// Resume from that cursor with no filter: the next message is the one
+	// published after it, not the filtered ones again, and no reset.
+	third := ts.mustSSE(t, q("token", tok), cursor)
+	third.next(t)
+	if ev := third.next(t); ev.Data != `{"type":"important","n":4}` {
+		t.Fatalf("resume from a cursor after filtered messages got %s (%s), want n=4", ev.Data, ev.Event)
 	}
 }
