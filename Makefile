@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) ./compat/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME) ./edge/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTypeFilter$$' -fuzztime $(FUZZTIME) ./protocols/
+	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./internal/glob/
 
 ## bench: hot-path Go benchmarks with allocations
 bench:

@@ -16,7 +16,8 @@ import (
 // message passes when it matches an include pattern (or there are none) and
 // no exclude pattern. Messages without a "type" pass unless include
 // patterns exist. Filtered messages still advance the cursor, so resume
-// stays exact.
+// stays exact. Matching is linear in the length of the type (see
+// internal/glob), so no pattern makes a long type expensive.
 type TypeFilter struct {
 	include []string
 	exclude []string
