@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/heraldrt/herald/fanout"
 )
@@ -142,13 +144,31 @@ func (t WSTransport) AppendClose(dst []byte, r CloseReason, cursor []byte) []byt
 	if r.Event {
 		dst = t.AppendEvent(dst, disconnectEvent(r), cursor)
 	}
-	reason := r.Reason
-	if len(reason) > 123 { // control frame payloads are at most 125 bytes
-		reason = reason[:123]
-	}
+	reason := closeText(r.Reason)
 	dst = appendFrameHeader(dst, opClose, 2+len(reason))
 	dst = binary.BigEndian.AppendUint16(dst, r.WSCode)
 	return append(dst, reason...)
+}
+
+// maxCloseText is the longest close reason: a control frame payload is at
+// most 125 bytes, two of which are the code.
+const maxCloseText = 123
+
+// closeText returns reason as a valid close frame reason: valid UTF-8 (RFC
+// 6455 7.1.6; clients fail the connection otherwise) cut to at most 123
+// bytes at a character boundary.
+func closeText(reason string) string {
+	if !utf8.ValidString(reason) {
+		reason = strings.ToValidUTF8(reason, "\uFFFD")
+	}
+	if len(reason) <= maxCloseText {
+		return reason
+	}
+	n := maxCloseText
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n-- // reason[n] continues the character that starts before it
+	}
+	return reason[:n]
 }
 
 // ---- Server-Sent Events ----

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldrt/herald/fanout"
 )
@@ -162,6 +163,11 @@ func TestWSClose(t *testing.T) {
 		{WSTransport{Format: WSRaw}, CloseUnsupportedData, 0},
 		{WSTransport{Format: WSEnvelope}, CloseNormal, 0},
 		{WSTransport{Format: WSRaw}, CloseReason{Reason: strings.Repeat("r", 300), WSCode: 4000}, 0},
+		// 140 bytes of 2-, 3- and 4-byte characters: a cut at 123 bytes
+		// would split one.
+		{WSTransport{Format: WSRaw}, CloseReason{Reason: strings.Repeat("é", 70), WSCode: 4403}, 0},
+		{WSTransport{Format: WSRaw}, CloseReason{Reason: "x" + strings.Repeat("€", 46), WSCode: 4403}, 0},
+		{WSTransport{Format: WSRaw}, CloseReason{Reason: "xy" + strings.Repeat("😀", 35), WSCode: 4403}, 0},
 	} {
 		r := bytes.NewReader(tt.tr.AppendClose(nil, tt.r, cursor))
 		for range tt.events {
@@ -189,7 +195,14 @@ func TestWSClose(t *testing.T) {
 			t.Fatalf("%s: close frame: %v op %#x", tt.r.Reason, err, f.op)
 		}
 		code, reason := closePayload(f.payload)
-		wantReason := tt.r.Reason[:min(len(tt.r.Reason), 123)]
+		wantReason := tt.r.Reason
+		for len(wantReason) > 123 {
+			_, n := utf8.DecodeLastRuneInString(wantReason)
+			wantReason = wantReason[:len(wantReason)-n]
+		}
+		if !utf8.ValidString(reason) {
+			t.Fatalf("%.20s: close reason is not valid UTF-8: %q", tt.r.Reason, reason)
+		}
 		if code != tt.r.WSCode || reason != wantReason {
 			t.Fatalf("%s: close %d %q, want %d %q", tt.r.Reason, code, reason, tt.r.WSCode, wantReason)
 		}
