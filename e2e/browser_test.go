@@ -351,8 +351,8 @@ es.onmessage = (event) => { console.log('📩 Notification:', JSON.parse(event.d
 	p.mustEval(`notifications.socket.onclose = null; notifications.disconnect()`, nil)
 }
 
-// TestClientJSRoute: once wired (web/WIRING.md), Herald itself serves
-// /herald.js with the embedded client.
+// TestClientJSRoute: Herald itself serves /herald.js (the minified client)
+// and revalidates it by ETag.
 func TestClientJSRoute(t *testing.T) {
 	n := startHerald(t, nil, nil)
 	resp, err := http.Get("http://" + n.addr + "/herald.js")
@@ -360,9 +360,6 @@ func TestClientJSRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		t.Skip("GET /herald.js is not routed yet: apply web/WIRING.md")
-	}
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") || resp.Header.Get("ETag") == "" {
 		t.Fatalf("GET /herald.js: %d %v", resp.StatusCode, resp.Header)
 	}

@@ -136,7 +136,7 @@ func TestTLSBrowser(t *testing.T) {
   window.got = [];
   const c = new mod.HeraldClient({url: location.origin, token: `+jsString(tok)+`});
   c.on("*", (d) => got.push(d.type));
-  c.on("connected", (e) => { window.connectedVia = e.transport; });
+  c.lifecycle.on("connected", (e) => { window.connectedVia = e.transport; });
   c.connect();
   window.tlsClient = c;
 })()`, nil)

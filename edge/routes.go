@@ -60,6 +60,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 			s.handleDemoUpload(ctx)
 		}
 	default:
+		if isClientJSPath(ctx.Path()) {
+			s.handleClientJS(ctx)
+			return
+		}
 		if u, ok := strings.CutPrefix(string(ctx.Path()), "/api/users/"); ok {
 			if user, ok := strings.CutSuffix(u, "/preferences"); ok && user != "" && !strings.Contains(user, "/") {
 				s.handlePreferences(ctx, user)

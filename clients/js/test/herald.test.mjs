@@ -1,8 +1,8 @@
-// Unit tests for edge/static/herald.js with fake WebSocket and EventSource
-// classes: node --test web/   (Node 18+; no npm packages).
+// Unit tests for herald.js with fake WebSocket and EventSource classes:
+// npm test, or node --test clients/js/test/herald.test.mjs (Node 18+; no npm packages).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { HeraldClient } from "../edge/static/herald.js";
+import { HeraldClient } from "../herald.js";
 
 const BASE = "http://herald.test";
 
@@ -50,7 +50,7 @@ const until = async (pred, ms = 2000) => {
 function client(w, extra = {}) {
   let n = 0;
   const c = new HeraldClient({
-    url: BASE, WebSocket: w.FakeWS, EventSource: w.FakeES,
+    url: BASE, WebSocket: w.FakeWS, EventSource: w.FakeES, share: false,
     getToken: async () => "tok" + ++n,
     minDelay: 10, maxDelay: 40, probeInterval: 30, wsOpenTimeout: 200,
     ...extra,
@@ -67,8 +67,8 @@ test("WebSocket envelope: dispatch by type and *, cursor kept, resume with since
   const byType = [], all = [], life = [];
   c.on("oracle_upload_progress", (d, meta) => byType.push([d.step_number, meta.cursor, meta.channel]));
   c.on("*", (d) => all.push(d.type));
-  c.on("connected", (e) => life.push("connected:" + e.transport));
-  c.on("disconnected", (e) => life.push("disconnected:" + e.reason));
+  c.lifecycle.on("connected", (e) => life.push("connected:" + e.transport));
+  c.lifecycle.on("disconnected", (e) => life.push("disconnected:" + e.reason));
   c.connect();
   await until(() => w.sockets.length === 1);
   const ws = w.sockets[0];
@@ -97,7 +97,7 @@ test("falls back to SSE when WebSocket closes before any message, probes, moves 
   const c = client(w);
   const transports = [];
   const got = [];
-  c.on("transport", (t) => transports.push(t));
+  c.lifecycle.on("transport", (t) => transports.push(t));
   c.on("*", (d) => got.push(d.n ?? d.type));
   c.connect();
   await until(() => w.sockets.length === 1);
@@ -153,7 +153,7 @@ test("disconnect reconnect:false stops; retry_ms is obeyed", async () => {
   const w = world();
   const c = client(w);
   const life = [];
-  c.on("disconnected", (e) => life.push([e.reason, e.reconnect]));
+  c.lifecycle.on("disconnected", (e) => life.push([e.reason, e.reconnect]));
   c.connect();
   await until(() => w.sockets.length === 1);
   let ws = w.sockets[0];
@@ -280,4 +280,133 @@ test("setTypes reconnects from the cursor with ?types=; history() reads /api/me/
   assert.equal(seen[0].searchParams.get("types"), null);
   assert.ok(seen[0].searchParams.get("token"));
   c.disconnect();
+});
+
+test("lifecycle events have their own namespace: a message typed 'connected' is only a message", async () => {
+  const w = world();
+  const c = client(w);
+  const msgs = [], life = [];
+  c.on("connected", (d) => msgs.push(d.type));
+  c.lifecycle.on("connected", (e) => life.push(e.transport));
+  c.lifecycle.on("state", (s) => life.push(s));
+  c.connect();
+  await until(() => w.sockets.length === 1);
+  w.sockets[0].msg(hello);
+  w.sockets[0].msg(env("c1", { type: "connected" }));
+  assert.deepEqual(msgs, ["connected"]);
+  assert.deepEqual(life, ["connecting", "open", "websocket"]);
+  assert.throws(() => c.lifecycle.on("state", "nope"), /must be a function/);
+  c.disconnect();
+  assert.equal(life.at(-1), "closed");
+});
+
+test("construction errors: missing url, no transport (names the option to pass)", () => {
+  assert.equal(globalThis.location, undefined, "this test runs without a page");
+  assert.throws(() => new HeraldClient({ token: "t", WebSocket: class {} }),
+    (e) => e.name === "HeraldError" && e.code === "missing_url" && /"url"/.test(e.message));
+  assert.throws(() => new HeraldClient({ url: "not a url", WebSocket: class {} }), (e) => e.code === "bad_url");
+  assert.throws(() => new HeraldClient({ url: BASE, WebSocket: null, EventSource: null }),
+    (e) => e.code === "no_transport" && /"WebSocket" option/.test(e.message) && /"ws" package/.test(e.message));
+  assert.throws(() => new HeraldClient({ url: BASE, WebSocket: null, EventSource: class {}, transports: ["websocket"] }),
+    (e) => e.code === "no_transport");
+});
+
+test("setTypes filters locally too (each tab keeps its own filter)", async () => {
+  const w = world();
+  const c = client(w, { types: ["oracle_upload_*", "-oracle_upload_progress"] });
+  const got = [];
+  c.on("*", (d) => got.push(d.type ?? "untyped"));
+  c.connect();
+  await until(() => w.sockets.length === 1);
+  assert.equal(w.sockets[0].url.searchParams.get("types"), "oracle_upload_*,-oracle_upload_progress");
+  w.sockets[0].msg(hello);
+  for (const [i, t] of ["oracle_upload_started", "oracle_upload_progress", "tick", undefined, "oracle_upload_completed"].entries()) {
+    w.sockets[0].msg(env("c" + i, t ? { type: t } : { n: i }));
+  }
+  assert.deepEqual(got, ["connection_established", "oracle_upload_started", "oracle_upload_completed"]);
+  c.disconnect();
+});
+
+// ---- sharing between "tabs": BroadcastChannel is Node's own; Web Locks is
+// a small in-process stand-in with the same semantics (one holder per name,
+// waiters in order, release when the callback's promise settles).
+
+function fakeLocks() {
+  const held = new Map(); // name -> queue of waiters
+  const grant = (name) => {
+    const q = held.get(name);
+    if (!q || q.busy || !q.length) return;
+    const w = q.shift();
+    q.busy = true;
+    Promise.resolve(w.cb({ name })).finally(() => { q.busy = false; grant(name); }).then(w.resolve, w.reject);
+  };
+  return {
+    request(name, opts, cb) {
+      return new Promise((resolve, reject) => {
+        if (!held.has(name)) held.set(name, Object.assign([], { busy: false }));
+        const w = { cb, resolve, reject };
+        held.get(name).push(w);
+        opts.signal?.addEventListener("abort", () => {
+          const q = held.get(name), i = q.indexOf(w);
+          if (i >= 0) { q.splice(i, 1); reject(new Error("AbortError")); }
+        });
+        setTimeout(() => grant(name), 0);
+      });
+    },
+  };
+}
+
+// cur encodes a real one-channel cursor (channel hash 7, epoch 1, offset n).
+const cur = (n) => Buffer.from([1, 0, 0, 0, 7, 1, n]).toString("base64url");
+
+test("tabs share one connection; leader failover resumes from the oldest position: 0 lost, 0 duplicated", async () => {
+  const hadNav = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { locks: fakeLocks() }, configurable: true, writable: true });
+  try {
+    const w = world();
+    const tabs = [0, 1, 2].map(() => client(w, { share: true, shareName: "t" + Math.random() }));
+    // the three must share: one name
+    const name = "same";
+    for (const t of tabs) t.opts.shareName = name;
+    const got = tabs.map(() => []);
+    const roles = tabs.map(() => []);
+    tabs.forEach((t, i) => {
+      t.on("tick", (d) => got[i].push(d.n));
+      t.lifecycle.on("role", (r) => roles[i].push(r));
+    });
+    for (const t of tabs) t.connect();
+    await until(() => w.sockets.length === 1);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(w.sockets.length, 1, "one connection for three tabs");
+    const leader = tabs.findIndex((t) => t.role === "leader");
+    assert.equal(tabs.filter((t) => t.role === "follower").length, 2);
+    let ws = w.sockets[0];
+    ws.msg(hello);
+    for (let n = 1; n <= 4; n++) ws.msg(env(cur(n), { type: "tick", n }));
+    await until(() => got.every((g) => g.length === 4));
+    await until(() => tabs.every((t) => t.transport === "websocket"));
+
+    // The leader "crashes": no goodbye, its lock is released by the browser.
+    const old = tabs[leader];
+    old._stopped = true;
+    old._teardown();
+    old._bc.close();
+    old._release();
+    await until(() => w.sockets.length === 2, 2000);
+    ws = w.sockets[1];
+    assert.equal(ws.url.searchParams.get("since"), cur(4), "resumes from the last position the tabs saw");
+    ws.msg(hello);
+    // Herald replays from the cursor; a replay of 3..4 (as when a tab was
+    // behind) is dropped by the tabs that already have them.
+    for (let n = 3; n <= 7; n++) ws.msg(env(cur(n), { type: "tick", n }));
+    const rest = [0, 1, 2].filter((i) => i !== leader);
+    await until(() => rest.every((i) => got[i].length === 7));
+    await new Promise((r) => setTimeout(r, 50));
+    for (const i of rest) assert.deepEqual(got[i], [1, 2, 3, 4, 5, 6, 7], "tab " + i);
+    assert.equal(rest.filter((i) => tabs[i].role === "leader").length, 1);
+    for (const i of rest) tabs[i].disconnect();
+  } finally {
+    if (hadNav) Object.defineProperty(globalThis, "navigator", hadNav);
+    else delete globalThis.navigator;
+  }
 });
