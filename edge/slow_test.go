@@ -3,6 +3,7 @@ package edge
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,10 @@ func TestSlowReaderCoalescedOthersOnTime(t *testing.T) {
 
 	pad := strings.Repeat("x", 32<<10)
 	const n = 400
+	// lat[i-1]: from the start of publish i to the fast client reading it.
+	lat := make([]time.Duration, n)
 	for i := 1; i <= n; i++ {
+		start := time.Now()
 		ts.publishTo(t, "slow", fmt.Sprintf(`{"type":"oracle_upload_progress","transaction_id":1,"step_number":%d,"pad":%q}`, i, pad))
 		// The fast client keeps up while the slow one does not read.
 		var m struct {
@@ -51,6 +55,23 @@ func TestSlowReaderCoalescedOthersOnTime(t *testing.T) {
 		if err := json.Unmarshal(readWS(t, fast), &m); err != nil || m.StepNumber != i {
 			t.Fatalf("fast client at %d got %d (%v)", i, m.StepNumber, err)
 		}
+		lat[i-1] = time.Since(start)
+	}
+	// On time: once the slow client's socket buffers are full (the last
+	// quarter of the loop, when its queue is coalescing), the fast client's
+	// latency stays close to what it was at the start, before the slow one
+	// had any backlog. Bounds are relative to that baseline (with a floor
+	// for a loaded machine) and use medians, so scheduling noise does not
+	// fail the test but a publish or writer that waits for the stalled
+	// client does.
+	early, late := median(lat[:n/8]), median(lat[n*3/4:])
+	bound := max(5*early, 100*time.Millisecond)
+	t.Logf("fast client median latency: first %d messages %s, last %d %s (bound %s)", n/8, early, n/4, late, bound)
+	if late > bound {
+		t.Fatalf("fast client slowed by the stalled one: median latency %s while it stalls, %s before", late, early)
+	}
+	if worst := slices.Max(lat[n*3/4:]); worst > max(50*early, 2*time.Second) {
+		t.Fatalf("fast client waited %s for one message while the slow one stalled", worst)
 	}
 	ts.publishTo(t, "slow", `{"type":"oracle_upload_completed","transaction_id":1}`)
 
@@ -84,10 +105,28 @@ func TestSlowReaderCoalescedOthersOnTime(t *testing.T) {
 	}
 }
 
+func median(d []time.Duration) time.Duration {
+	c := slices.Clone(d)
+	slices.Sort(c)
+	return c[len(c)/2]
+}
+
+// TestSlowConsumerDisconnected: a client whose queue overflows (nothing to
+// coalesce) is disconnected as slow_consumer with close 4008, and its final
+// cursor is exact: resuming from it gets precisely the message after the
+// last one it read (no loss, no duplicate) while history holds it, and a
+// history_expired reset only when history no longer does.
 func TestSlowConsumerDisconnected(t *testing.T) {
+	for _, size := range []int{1000, 16} {
+		t.Run(fmt.Sprintf("history%d", size), func(t *testing.T) { testSlowConsumerResume(t, size) })
+	}
+}
+
+func testSlowConsumerResume(t *testing.T, historySize int) {
 	ts := startServer(t, func(c *config.Config) {
 		c.Stream.MaxQueue = 8
 		c.API.MaxBodyBytes = 1 << 20
+		c.History.Size = historySize
 	})
 	tok := token(t, "slow2", time.Hour)
 	d := websocket.Dialer{}
@@ -98,12 +137,20 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	defer slow.Close()
 	readWS(t, slow)
 	pad := strings.Repeat("y", 32<<10)
-	for i := 1; i <= 600; i++ {
+	const total = 600
+	for i := 1; i <= total; i++ {
 		ts.publishTo(t, "slow2", fmt.Sprintf(`{"n":%d,"pad":%q}`, i, pad))
+	}
+	type env struct {
+		Type   string
+		Reason string
+		Cursor string
+		Data   *struct{ N int }
 	}
 	// Drain: the stream ends with a slow_consumer disconnect and close 4008.
 	var sawEvent bool
 	var cursor string
+	lastN := 0
 	_ = slow.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		_, b, err := slow.ReadMessage()
@@ -113,26 +160,53 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 			}
 			break
 		}
-		var m map[string]any
-		_ = json.Unmarshal(b, &m)
-		if m["type"] == "disconnect" && m["reason"] == "slow_consumer" {
+		var m env
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("slow client: %.80q: %v", b, err)
+		}
+		switch {
+		case m.Data != nil:
+			if m.Data.N != lastN+1 {
+				t.Fatalf("before the disconnect: message %d after %d", m.Data.N, lastN)
+			}
+			lastN = m.Data.N
+		case m.Type == "disconnect" && m.Reason == "slow_consumer":
 			sawEvent = true
 		}
-		if c, ok := m["cursor"].(string); ok {
-			cursor = c
+		if m.Cursor != "" {
+			cursor = m.Cursor
 		}
 	}
 	if !sawEvent {
 		t.Fatal("no slow_consumer event")
 	}
-	// Resuming from the last cursor loses nothing that history holds.
+	if lastN == total {
+		t.Fatal("the slow client read everything: the test did not overflow its queue")
+	}
+	// Resume from the final cursor.
 	c := ts.mustWS(t, q("token", tok, "format", "envelope", "since", cursor))
 	readWS(t, c)
-	env := readWSJSON(t, c)
-	if env["type"] == "stream_reset" {
-		return // more than history.size behind: told explicitly
+	var m env
+	if err := json.Unmarshal(readWS(t, c), &m); err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := env["data"]; !ok {
-		t.Fatalf("after resume got %v", env)
+	next := lastN + 1
+	expired := next <= total-historySize // history keeps the newest historySize
+	t.Logf("read %d of %d before the disconnect; history %d; expired %v", lastN, total, historySize, expired)
+	if expired {
+		if m.Type != "stream_reset" || m.Reason != "history_expired" {
+			t.Fatalf("message %d is out of history, want a history_expired reset, got %+v", next, m)
+		}
+		return
+	}
+	if m.Data == nil || m.Data.N != next {
+		t.Fatalf("resume after message %d got %+v, want message %d", lastN, m, next)
+	}
+	// And the ones after it, in order.
+	for want := next + 1; want < next+4 && want <= total; want++ {
+		var m env
+		if err := json.Unmarshal(readWS(t, c), &m); err != nil || m.Data == nil || m.Data.N != want {
+			t.Fatalf("resume: want message %d, got %+v (%v)", want, m, err)
+		}
 	}
 }
