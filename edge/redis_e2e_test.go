@@ -138,6 +138,9 @@ func TestRedisShardKilledMidStream(t *testing.T) {
 	for {
 		m := readWSJSON(t, ws)
 		if m["type"] == "stream_reset" {
+			if m["reason"] != "epoch_changed" {
+				t.Fatalf("stream_reset after the shard lost its data: %v, want reason epoch_changed", m)
+			}
 			sawReset = true
 			continue
 		}

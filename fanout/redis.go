@@ -31,14 +31,30 @@ func RedisPublishScript() string { return redisPublishScript }
 // entries from ARGV[1] on, atomically. It creates the channel's meta hash
 // (a new epoch, offset 0) when it is missing, exactly as the publish script
 // would, so the top a new subscriber adopts stays valid for the first
-// publish instead of turning it into a spurious epoch change.
+// publish instead of turning it into a spurious epoch change. Like the
+// publish script, it starts a new epoch when the meta hash was written by
+// another Redis process (generation g, see redis_publish.lua).
 //
 // KEYS[1] meta, KEYS[2] stream; ARGV[1] first offset wanted ("0": top
-// only), ARGV[2] count ("0": all), ARGV[3] meta TTL in ms.
-// Returns {epoch, top, entries}.
+// only), ARGV[2] count ("0": all), ARGV[3] meta TTL in ms, ARGV[4] the
+// caller's belief of the generation or "", ARGV[5] "1" in a cluster.
+// Returns {epoch, top, entries, generation read or ""}.
 const redisHistoryScript = `
-local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
-local epoch, top = m[1], m[2]
+local cluster = ARGV[5] == '1'
+local gen = ARGV[4]
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'g')
+local epoch, top, g = m[1], m[2], m[3]
+local read = ''
+if gen == '' or (epoch and g ~= gen) or (cluster and string.sub(gen, -40) ~= redis.call('CLUSTER', 'MYID')) then
+  read = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if cluster then
+    read = read .. '@' .. redis.call('CLUSTER', 'MYID')
+  end
+  gen = read
+end
+if epoch and g and g ~= gen then
+  epoch = nil
+end
 if not epoch then
   local now = redis.call('TIME')
   epoch = string.format('%d', (tonumber(now[1]) % 4294) * 1000000 + tonumber(now[2]))
@@ -46,12 +62,15 @@ if not epoch then
     epoch = '1'
   end
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', '0')
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', '0', 'g', gen)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return {tonumber(epoch), 0, {}}
+  return {tonumber(epoch), 0, {}, read}
+end
+if not g then
+  redis.call('HSET', KEYS[1], 'g', gen)
 end
 if ARGV[1] == '0' then
-  return {tonumber(epoch), tonumber(top or '0'), {}}
+  return {tonumber(epoch), tonumber(top or '0'), {}, read}
 end
 local r
 if ARGV[2] ~= '0' then
@@ -59,7 +78,7 @@ if ARGV[2] ~= '0' then
 else
   r = redis.call('XRANGE', KEYS[2], ARGV[1], '+')
 end
-return {tonumber(epoch), tonumber(top or '0'), r}
+return {tonumber(epoch), tonumber(top or '0'), r, read}
 `
 
 // RedisTLSConfig configures TLS to Redis.
@@ -329,7 +348,8 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, er
 	}
 	if b.cluster {
 		b.argSPublish = "1"
-		c, err := rueidis.NewClient(opt(cfg.Cluster))
+		dials := new(atomic.Uint64)
+		c, err := rueidis.NewClient(countDials(opt(cfg.Cluster), dials))
 		if err != nil {
 			return nil, fmt.Errorf("fanout: redis cluster %s: %w", strings.Join(cfg.Cluster, ","), err)
 		}
@@ -339,14 +359,15 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, er
 		}
 		b.clients = []rueidis.Client{c}
 		for p := 0; p < cfg.Partitions; p++ {
-			b.subs = append(b.subs, b.newSub("cluster:p"+strconv.Itoa(p), c, cfg.Prefix+partitionTag(p)))
+			b.subs = append(b.subs, b.newSub("cluster:p"+strconv.Itoa(p), c, cfg.Prefix+partitionTag(p), dials))
 		}
 	} else {
 		var errs []error
 		for _, addr := range cfg.Shards {
 			o := opt([]string{addr})
 			o.ForceSingleClient = true
-			c, err := rueidis.NewClient(o)
+			dials := new(atomic.Uint64)
+			c, err := rueidis.NewClient(countDials(o, dials))
 			if c == nil {
 				b.closeClients()
 				return nil, fmt.Errorf("fanout: redis shard %s: %w", addr, err)
@@ -355,7 +376,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, er
 				errs = append(errs, fmt.Errorf("redis shard %s: %w", addr, err))
 			}
 			b.clients = append(b.clients, c)
-			b.subs = append(b.subs, b.newSub(addr, c, cfg.Prefix))
+			b.subs = append(b.subs, b.newSub(addr, c, cfg.Prefix, dials))
 		}
 		if len(errs) == len(cfg.Shards) {
 			b.closeClients()
@@ -377,6 +398,25 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, er
 		}
 	}
 	return b, nil
+}
+
+// countDials makes o's client count every connection it opens in dials:
+// a new connection may reach another Redis process (a restart, a
+// failover), so the generation a node read before it is no longer trusted
+// (see redisSub.belief).
+func countDials(o rueidis.ClientOption, dials *atomic.Uint64) rueidis.ClientOption {
+	next := o.DialCtxFn
+	o.DialCtxFn = func(ctx context.Context, dst string, d *net.Dialer, conf *tls.Config) (net.Conn, error) {
+		dials.Add(1)
+		if next != nil {
+			return next(ctx, dst, d, conf)
+		}
+		if conf != nil {
+			return (&tls.Dialer{NetDialer: d, Config: conf}).DialContext(ctx, "tcp", dst)
+		}
+		return d.DialContext(ctx, "tcp", dst)
+	}
+	return o
 }
 
 func (b *RedisBroker) closeClients() {
@@ -419,57 +459,109 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, 
 			}
 		}
 	}
+	gen, dials := s.belief()
 	args := []string{k.pubsub, rueidis.BinaryString(data), opts.TraceParent, strconv.FormatInt(time.Now().UnixNano(), 10),
-		histSize, histTTL, b.argMetaTTL, b.argIdemTTL, b.argSPublish}
+		histSize, histTTL, b.argMetaTTL, b.argIdemTTL, b.argSPublish, gen}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
 	defer cancel()
 	vals, err := b.publishScript.Exec(ctx, s.client, keys, args).ToArray()
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("publish %s on redis %s: %w", channel, s.name, err)
 	}
-	if len(vals) != 3 {
+	if len(vals) != 4 {
 		return PublishResult{}, fmt.Errorf("publish %s on redis %s: unexpected script reply of %d values", channel, s.name, len(vals))
 	}
 	epoch, err1 := vals[0].AsInt64()
 	off, err2 := vals[1].AsInt64()
 	dup, err3 := vals[2].AsInt64()
-	if err := errors.Join(err1, err2, err3); err != nil || epoch <= 0 || epoch > 1<<32-1 || off <= 0 {
+	read, err4 := vals[3].ToString()
+	if err := errors.Join(err1, err2, err3, err4); err != nil || epoch <= 0 || epoch > 1<<32-1 || off <= 0 {
 		return PublishResult{}, fmt.Errorf("publish %s on redis %s: bad script reply: %v", channel, s.name, err)
 	}
+	if read != "" {
+		s.learn(read, dials)
+	} else if dup == 0 && s.dials.Load() != dials {
+		// The script trusted gen, but the command may have travelled on a
+		// connection made after gen was read, to another Redis process.
+		if err := b.recheck(ctx, s, channel, gen); err != nil {
+			return PublishResult{}, fmt.Errorf("publish %s on redis %s: %w", channel, s.name, err)
+		}
+	}
 	return PublishResult{Pos: Position{Epoch: uint32(epoch), Offset: uint64(off)}, Duplicate: dup == 1}, nil
+}
+
+// ErrShardChanged is wrapped (with ErrShardUnavailable) by a publish error
+// when the shard's Redis process changed while the publish ran, so it may
+// have been stored in a history that ended: the publish should be retried.
+var ErrShardChanged = errors.New("fanout: redis process changed during the publish")
+
+// recheck reads channel's meta with a fresh generation (which starts a new
+// epoch if the meta hash belongs to another Redis process) and fails when
+// the shard's process is no longer gen.
+func (b *RedisBroker) recheck(ctx context.Context, s *redisSub, channel, gen string) error {
+	dials := s.dials.Load()
+	_, _, read, err := b.runHistory(ctx, s, channel, 0, 0, "")
+	if err != nil {
+		return fmt.Errorf("checking the redis process: %w", err)
+	}
+	s.learn(read, dials)
+	if read != gen {
+		return fmt.Errorf("%w (%w)", ErrShardChanged, ErrShardUnavailable)
+	}
+	return nil
 }
 
 // readStream runs the history script: the channel's current epoch and top,
 // and up to limit stream messages from offset first on (none when first is
 // 0).
 func (b *RedisBroker) readStream(ctx context.Context, s *redisSub, channel string, first uint64, limit int) (Position, []*Message, error) {
+	gen, dials := s.belief()
+	pos, msgs, read, err := b.runHistory(ctx, s, channel, first, limit, gen)
+	if err == nil && read == "" && s.dials.Load() != dials {
+		// Possibly answered by another Redis process than gen's: read again,
+		// letting the script check the process.
+		dials = s.dials.Load()
+		pos, msgs, read, err = b.runHistory(ctx, s, channel, first, limit, "")
+	}
+	if err != nil {
+		return pos, nil, err
+	}
+	s.learn(read, dials)
+	return pos, msgs, nil
+}
+
+// runHistory runs the history script once with the generation gen ("":
+// let the script read it) and returns what it read ("" when it trusted
+// gen).
+func (b *RedisBroker) runHistory(ctx context.Context, s *redisSub, channel string, first uint64, limit int, gen string) (Position, []*Message, string, error) {
 	k := newRedisKeys(s.base, channel)
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
 	defer cancel()
 	vals, err := b.historyScript.Exec(ctx, s.client, []string{k.meta, k.stream},
-		[]string{strconv.FormatUint(first, 10), strconv.Itoa(max(limit, 0)), b.argMetaTTL}).ToArray()
+		[]string{strconv.FormatUint(first, 10), strconv.Itoa(max(limit, 0)), b.argMetaTTL, gen, b.argSPublish}).ToArray()
 	if err != nil {
-		return Position{}, nil, fmt.Errorf("history %s on redis %s: %w", channel, s.name, err)
+		return Position{}, nil, "", fmt.Errorf("history %s on redis %s: %w", channel, s.name, err)
 	}
-	if len(vals) != 3 {
-		return Position{}, nil, fmt.Errorf("history %s on redis %s: unexpected script reply of %d values", channel, s.name, len(vals))
+	if len(vals) != 4 {
+		return Position{}, nil, "", fmt.Errorf("history %s on redis %s: unexpected script reply of %d values", channel, s.name, len(vals))
 	}
 	epoch, err1 := vals[0].AsInt64()
 	top, err2 := vals[1].AsInt64()
 	entries, err3 := vals[2].ToArray()
-	if err := errors.Join(err1, err2, err3); err != nil || epoch <= 0 || epoch > 1<<32-1 || top < 0 {
-		return Position{}, nil, fmt.Errorf("history %s on redis %s: bad script reply: %v", channel, s.name, err)
+	read, err4 := vals[3].ToString()
+	if err := errors.Join(err1, err2, err3, err4); err != nil || epoch <= 0 || epoch > 1<<32-1 || top < 0 {
+		return Position{}, nil, "", fmt.Errorf("history %s on redis %s: bad script reply: %v", channel, s.name, err)
 	}
 	pos := Position{Epoch: uint32(epoch), Offset: uint64(top)}
 	msgs := make([]*Message, 0, len(entries))
 	for i := range entries {
 		m, err := parseStreamEntry(channel, pos.Epoch, &entries[i])
 		if err != nil {
-			return pos, nil, fmt.Errorf("history %s on redis %s: %w", channel, s.name, err)
+			return pos, nil, "", fmt.Errorf("history %s on redis %s: %w", channel, s.name, err)
 		}
 		msgs = append(msgs, m)
 	}
-	return pos, msgs, nil
+	return pos, msgs, read, nil
 }
 
 // parseStreamEntry decodes one XRANGE entry [id, [field, value, ...]].

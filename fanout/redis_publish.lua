@@ -16,23 +16,52 @@
 -- ARGV[7]  meta TTL in milliseconds (meta PEXPIRE)
 -- ARGV[8]  idempotency window in milliseconds
 -- ARGV[9]  "1" to use SPUBLISH (Redis Cluster), anything else PUBLISH
+-- ARGV[10] optional: the caller's belief of the server's generation (see
+--          below), or "" / absent when it has none
 -- <tag> is "" for independent shards and "{p<N>}" in cluster mode.
 --
--- Returns {epoch, offset, duplicate}: duplicate is 1 when KEYS[3] was seen
--- within the window, and then epoch/offset are the first publish's.
+-- Returns {epoch, offset, duplicate, generation}: duplicate is 1 when
+-- KEYS[3] was seen within the window, and then epoch/offset are the first
+-- publish's. generation is the server's generation when this call read it
+-- (INFO), "" when the caller's belief was used.
+--
+-- Generation: the meta hash's field g names the Redis process that last
+-- wrote it (run_id, plus "@<node id>" in a cluster). A restart (from an
+-- older snapshot or a truncated AOF) or a failover to a replica gives a new
+-- process, whose data set may have gone back: offsets already handed out
+-- would be handed out again for different messages. So when g is not the
+-- current process, the channel starts a new epoch. Reading run_id (INFO)
+-- costs more than the rest of the script, so a caller that knows the
+-- generation passes it and the check is one string comparison; a caller
+-- that does not (a backend, or a Herald node whose connection to the shard
+-- was re-established) passes "" and the script reads it.
 local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
+local cluster = ARGV[9] == '1'
+local gen = ARGV[10] or ''
 if idem then
   local prev = redis.call('GET', idem)
   if prev then
     local e, o = string.match(prev, '^(%d+):(%d+)$')
     if e then
-      return {tonumber(e), tonumber(o), 1}
+      return {tonumber(e), tonumber(o), 1, ''}
     end
   end
 end
 local now = redis.call('TIME')
-local m = redis.call('HMGET', meta, 'epoch', 'offset')
-local epoch, offset = m[1], tonumber(m[2] or '0')
+local m = redis.call('HMGET', meta, 'epoch', 'offset', 'g')
+local epoch, offset, g = m[1], tonumber(m[2] or '0'), m[3]
+local read = ''
+if gen == '' or (epoch and g ~= gen) or (cluster and string.sub(gen, -40) ~= redis.call('CLUSTER', 'MYID')) then
+  read = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if cluster then
+    read = read .. '@' .. redis.call('CLUSTER', 'MYID')
+  end
+  gen = read
+end
+if epoch and g and g ~= gen then
+  -- Written by another Redis process: its history may have gone back.
+  epoch = nil
+end
 if not epoch then
   -- A new history: the epoch comes from the server clock (microseconds,
   -- wrapping every 4294 s) so a restarted shard gets a different one, and
@@ -52,7 +81,11 @@ if ts == '' or ts == '0' then
 end
 -- XADD first: if it fails nothing has been written yet.
 redis.call('XADD', stream, 'MAXLEN', '~', ARGV[5], off .. '-1', 'd', ARGV[2], 't', ts, 'p', ARGV[3])
-redis.call('HSET', meta, 'epoch', epoch, 'offset', off)
+if g == gen then
+  redis.call('HSET', meta, 'epoch', epoch, 'offset', off)
+else
+  redis.call('HSET', meta, 'epoch', epoch, 'offset', off, 'g', gen)
+end
 redis.call('PEXPIRE', stream, ARGV[6])
 redis.call('PEXPIRE', meta, ARGV[7])
 if idem then
@@ -64,4 +97,4 @@ if ARGV[9] == '1' then
 else
   redis.call('PUBLISH', ARGV[1], payload)
 end
-return {tonumber(epoch), offset, 0}
+return {tonumber(epoch), offset, 0, read}

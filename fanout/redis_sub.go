@@ -74,10 +74,43 @@ type redisSub struct {
 	catchup     map[string]struct{} // channels to re-read from their streams
 	deliverKick chan struct{}
 
+	// dials counts the connections the shard's client opened; gen is the
+	// Redis process (generation) a script last read on it.
+	dials *atomic.Uint64
+	gen   atomic.Pointer[redisGen]
+
 	probeMu  sync.Mutex
 	probeTok string
 	probeOK  chan struct{}
 	received atomic.Uint64
+}
+
+// redisGen is what a node knows of the Redis process serving a shard: its
+// generation (run_id, plus "@<node id>" in a cluster) as read by a script,
+// and the shard's dial count before that script ran.
+type redisGen struct {
+	id    string
+	dials uint64
+}
+
+// belief returns the generation to pass to a script ("" when unknown or no
+// longer trusted: a connection was opened since it was read, so the script
+// reads it itself) and the current dial count, to hand to learn.
+func (s *redisSub) belief() (string, uint64) {
+	d := s.dials.Load()
+	if g := s.gen.Load(); g != nil && g.dials == d {
+		return g.id, d
+	}
+	return "", d
+}
+
+// learn records the generation a script read; dials is the count belief
+// returned before the script ran, so a connection opened meanwhile makes
+// the next belief unknown again.
+func (s *redisSub) learn(id string, dials uint64) {
+	if id != "" {
+		s.gen.Store(&redisGen{id: id, dials: dials})
+	}
 }
 
 // subChan is one channel's subscription on a node.
@@ -95,8 +128,9 @@ type subWait struct {
 
 type inbound struct{ channel, payload string }
 
-func (b *RedisBroker) newSub(name string, c rueidis.Client, base string) *redisSub {
+func (b *RedisBroker) newSub(name string, c rueidis.Client, base string, dials *atomic.Uint64) *redisSub {
 	return &redisSub{
+		dials:        dials,
 		b:            b,
 		name:         name,
 		client:       c,

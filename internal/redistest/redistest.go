@@ -40,6 +40,7 @@ type Server struct {
 	args []string
 
 	mu   sync.Mutex
+	dir  string // working directory (RDB, AOF, log) of the running process
 	cmd  *exec.Cmd
 	exit chan struct{} // closed when cmd has exited
 }
@@ -112,8 +113,11 @@ func freePort(bus bool) (int, error) {
 	return 0, errors.New("no free port found")
 }
 
-func (s *Server) start() error {
-	dir := s.t.TempDir()
+func (s *Server) start() error { return s.startIn(s.t.TempDir()) }
+
+// startIn starts the process with dir as its working directory, loading
+// whatever data files dir holds.
+func (s *Server) startIn(dir string) error {
 	args := append([]string{
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir,
@@ -135,7 +139,7 @@ func (s *Server) start() error {
 		close(exit)
 	}()
 	s.mu.Lock()
-	s.cmd, s.exit = cmd, exit
+	s.cmd, s.exit, s.dir = cmd, exit, dir
 	s.mu.Unlock()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -207,6 +211,35 @@ func (s *Server) Restart() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.t.Fatalf("redistest: restart redis-server on port %d: %v", s.port, err)
+}
+
+// RestartFromDisk kills the server (SIGKILL) and starts a new one on the
+// same port and in the same directory, so it loads whatever was last
+// persisted there: the last SAVE's snapshot, or the AOF when the server
+// runs with Args("--appendonly", "yes"). Writes after the last save are
+// lost, as in a crash.
+func (s *Server) RestartFromDisk() {
+	s.t.Helper()
+	s.Kill()
+	s.mu.Lock()
+	dir := s.dir
+	s.mu.Unlock()
+	var err error
+	for range 50 {
+		if err = s.startIn(dir); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("redistest: restart redis-server on port %d from %s: %v", s.port, dir, err)
+}
+
+// Dir returns the working directory of the running process (where SAVE
+// writes dump.rdb).
+func (s *Server) Dir() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dir
 }
 
 // Do sends one command to the Redis at addr over a fresh connection and
