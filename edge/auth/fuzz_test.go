@@ -1,11 +1,14 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -102,10 +105,17 @@ func FuzzVerify(f *testing.F) {
 // claim checks behind the signature (exp, nbf, iat, user, channels) are
 // fuzzed too; any token Verify accepts must satisfy the documented rules.
 func FuzzSignedClaims(f *testing.F) {
-	v := mustNew(f, Config{HMACSecret: testSecret, UserClaim: "user_id", Leeway: time.Second})
+	const leeway = time.Second
+	v := mustNew(f, Config{HMACSecret: testSecret, UserClaim: "user_id", Leeway: leeway})
 	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	exp := time.Now().Add(time.Hour).Unix()
+	now := time.Now().Unix()
+	exp := now + 3600
 	for _, p := range []string{
+		fmt.Sprintf(`{"user_id":"1","exp":%d}`, now-60),
+		fmt.Sprintf(`{"user_id":"1","exp":%d}`, now-3),
+		fmt.Sprintf(`{"user_id":"1","exp":%d,"nbf":%d}`, exp, now+60),
+		fmt.Sprintf(`{"user_id":"1","exp":%d,"nbf":%d}`, exp, now-60),
+		fmt.Sprintf(`{"user_id":"1","exp":%d,"nbf":%d.9}`, exp, now),
 		fmt.Sprintf(`{"user_id":42,"exp":%d}`, exp),
 		fmt.Sprintf(`{"user_id":"u@x","exp":%d,"channels":["a","b:c"]}`, exp),
 		fmt.Sprintf(`{"user_id":4.5,"exp":%d,"channels":"a, b,,c"}`, exp),
@@ -126,7 +136,78 @@ func FuzzSignedClaims(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t0 := time.Now()
 		c, err := v.Verify(signing + "." + base64.RawURLEncoding.EncodeToString(sig))
+		t1 := time.Now()
 		checkResult(t, c, err)
+		checkTimes(t, payload, c, err, t0, t1, leeway)
 	})
+}
+
+// checkTimes compares a Verify outcome with the clock: the payload's exp and
+// nbf, read here independently, must explain an acceptance (exp after now,
+// nbf not after now, within the leeway) and an expired or not-yet-valid
+// refusal. t0 and t1 bracket the Verify call; claims have whole-second
+// precision, hence the one-second slack.
+func checkTimes(t *testing.T, payload []byte, c Claims, err error, t0, t1 time.Time, leeway time.Duration) {
+	t.Helper()
+	const slack = time.Second
+	var claims map[string]any
+	d := json.NewDecoder(bytes.NewReader(payload))
+	d.UseNumber()
+	perr := d.Decode(&claims)
+	num := func(k string) (time.Time, bool, bool) { // value, present, numeric
+		v, ok := claims[k]
+		if !ok {
+			return time.Time{}, false, false
+		}
+		n, isNum := v.(json.Number)
+		if !isNum {
+			return time.Time{}, true, false
+		}
+		f, ferr := n.Float64()
+		if ferr != nil || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) > 1e15 {
+			return time.Time{}, true, false
+		}
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(frac*1e9)), true, true
+	}
+	if err == nil {
+		if perr != nil || claims == nil {
+			t.Fatalf("accepted a payload that is not a JSON object: %q (%v)", payload, perr)
+		}
+		exp, _, ok := num("exp")
+		if !ok {
+			t.Fatalf("accepted without a numeric exp: %q", payload)
+		}
+		if !t0.Before(exp.Add(leeway + slack)) {
+			t.Fatalf("accepted at %v a token that expired at %v (leeway %s)", t0, exp, leeway)
+		}
+		if d := c.ExpiresAt.Sub(exp); d > slack || d < -slack {
+			t.Fatalf("ExpiresAt %v, exp claim %v", c.ExpiresAt, exp)
+		}
+		if nbf, present, ok := num("nbf"); present {
+			if !ok {
+				t.Fatalf("accepted with a non-numeric nbf: %q", payload)
+			}
+			if nbf.After(t1.Add(leeway + slack)) {
+				t.Fatalf("accepted at %v a token not valid before %v (leeway %s)", t1, nbf, leeway)
+			}
+		}
+		return
+	}
+	var ae *Error
+	errors.As(err, &ae)
+	switch ae.Reason {
+	case ReasonTokenExpired:
+		exp, _, ok := num("exp")
+		if !ok || exp.Add(leeway).After(t1.Add(slack)) {
+			t.Fatalf("refused as expired at %v with exp %v (leeway %s): %q", t1, exp, leeway, payload)
+		}
+	case ReasonTokenNotYetValid:
+		nbf, _, ok := num("nbf")
+		if !ok || !nbf.After(t0.Add(leeway-slack)) {
+			t.Fatalf("refused as not yet valid at %v with nbf %v (leeway %s): %q", t0, nbf, leeway, payload)
+		}
+	}
 }
