@@ -44,6 +44,9 @@ type Stats struct {
 	Duplicates uint64
 	// Malformed counts messages that could not be decoded or encoded.
 	Malformed uint64
+	// InvalidUTF8 counts the malformed messages dropped because a string
+	// in them is not valid UTF-8 (also counted in Malformed).
+	InvalidUTF8 uint64
 	// Skipped counts events ignored by the types filter, without the
 	// message key, or for groups no rule maps.
 	Skipped uint64
@@ -62,6 +65,7 @@ type Stats struct {
 
 type counters struct {
 	received, published, duplicates, malformed, skipped atomic.Uint64
+	invalidUTF8                                         atomic.Uint64
 	expired, publishErrors, dropped                     atomic.Uint64
 	leading                                             atomic.Int64
 }
@@ -369,7 +373,7 @@ func (in *Ingest) Stats() Stats {
 	s := &in.stats
 	return Stats{
 		Received: s.received.Load(), Published: s.published.Load(), Duplicates: s.duplicates.Load(),
-		Malformed: s.malformed.Load(), Skipped: s.skipped.Load(), Expired: s.expired.Load(),
+		Malformed: s.malformed.Load(), InvalidUTF8: s.invalidUTF8.Load(), Skipped: s.skipped.Load(), Expired: s.expired.Load(),
 		PublishErrors: s.publishErrors.Load(), Dropped: s.dropped.Load(),
 		Groups: n, Leading: int(s.leading.Load()),
 	}
@@ -479,9 +483,14 @@ func (in *Ingest) decodeEvent(payload []byte) (data []byte, targets []string, ok
 
 func (in *Ingest) malformed(err error, payload []byte) {
 	in.stats.malformed.Add(1)
+	reason := "malformed"
+	if errors.Is(err, ErrInvalidUTF8) {
+		in.stats.invalidUTF8.Add(1)
+		reason = "invalid_utf8"
+	}
 	in.limiter.do(func() {
 		head := payload[:min(len(payload), 48)]
-		in.log.Warn("malformed channels message skipped", "err", err, "bytes", len(payload), "head", hex.EncodeToString(head))
+		in.log.Warn("malformed channels message skipped", "reason", reason, "err", err, "bytes", len(payload), "head", hex.EncodeToString(head))
 	})
 }
 

@@ -63,6 +63,11 @@ func (v *Value) Str() (string, bool) { return v.s, v.kind == kindString }
 // ErrMalformed is wrapped by every decoding error.
 var ErrMalformed = errors.New("compat: malformed channels message")
 
+// ErrInvalidUTF8 is wrapped by the decoding error of a string (or map key)
+// that is not valid UTF-8: such a message is dropped, because its JSON
+// would break a WebSocket text frame.
+var ErrInvalidUTF8 = errors.New("string is not valid UTF-8")
+
 // DecodeMsgpack decodes one msgpack value that must span all of b, as
 // msgpack.unpackb(b, raw=False) does in channels_redis: strings must be
 // UTF-8, map keys must be strings (strict_map_key), and a repeated key
@@ -182,7 +187,7 @@ func decodeString(d *msgpack.Decoder) (string, error) {
 		return "", fmt.Errorf("string: %w", err)
 	}
 	if !utf8.ValidString(s) {
-		return "", errors.New("string is not valid UTF-8")
+		return "", ErrInvalidUTF8
 	}
 	return s, nil
 }

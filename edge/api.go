@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
@@ -17,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/protocols"
 )
@@ -86,12 +88,19 @@ func ParseBatch(body []byte, max int) ([]PublishRequest, error) {
 }
 
 func strictUnmarshal(body []byte, v any) error {
+	// encoding/json keeps a json.RawMessage's bytes as they are, invalid
+	// UTF-8 included; browsers drop a WebSocket whose text frame carries
+	// such bytes, so the whole body must be UTF-8.
+	if off := invalidUTF8(body); off >= 0 {
+		return fmt.Errorf("invalid JSON body: invalid UTF-8 at byte offset %d", off)
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	if err := d.Decode(v); err != nil {
 		return fmt.Errorf("invalid JSON body: %w", err)
 	}
-	if d.More() {
-		return errors.New("invalid JSON body: trailing data after the object")
+	// d.More is false before a stray ']' or '}': look at the bytes.
+	if rest := bytes.TrimLeft(body[d.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return fmt.Errorf("invalid JSON body: trailing data after the object at byte offset %d", len(body)-len(rest))
 	}
 	return nil
 }
@@ -119,6 +128,11 @@ func (b publishBody) validate() (PublishRequest, error) {
 	if strings.HasPrefix(r.Channel, reservedPrefix) {
 		return r, fmt.Errorf("channel %q: the %q prefix is reserved for Herald's nodes", r.Channel, reservedPrefix)
 	}
+	if id, ok := strings.CutPrefix(r.Channel, "user:"); ok && !hasUser {
+		if err := auth.CheckUserID(id); err != nil {
+			return r, fmt.Errorf("channel %q: user channels are \"user:<user id>\" and %q can never be a token's user id: %w", r.Channel, id, err)
+		}
+	}
 	if len(b.Data) == 0 || bytes.Equal(b.Data, []byte("null")) {
 		return r, errors.New(`missing "data"`)
 	}
@@ -130,12 +144,33 @@ func (b publishBody) validate() (PublishRequest, error) {
 	return r, nil
 }
 
-// parseUserID accepts "42" or 42 (Django ids are integers).
+// invalidUTF8 returns the offset of the first byte of b that is not part
+// of valid UTF-8, or -1 when b is valid.
+func invalidUTF8(b []byte) int {
+	if utf8.Valid(b) {
+		return -1
+	}
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// parseUserID accepts "42" or 42 (Django ids are integers), and only ids a
+// token's user claim could carry (auth.CheckUserID): a message to
+// "user:4:2" would be accepted and delivered to nobody.
 func parseUserID(raw json.RawMessage) (string, error) {
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
 		if s == "" {
 			return "", errors.New(`"user_id" is empty`)
+		}
+		if err := auth.CheckUserID(s); err != nil {
+			return "", fmt.Errorf(`"user_id" %q can never be a token's user id: %w`, s, err)
 		}
 		return s, nil
 	}
@@ -172,15 +207,18 @@ func (s *Server) publishOne(ctx *fasthttp.RequestCtx, r PublishRequest) (publish
 	// Not ctx itself: fasthttp recycles RequestCtx (see open).
 	pctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	opts := fanout.PublishOptions{IdempotencyKey: r.IdempotencyKey, TraceParent: string(ctx.Request.Header.Peek("traceparent"))}
+	parent, state := validTraceContext(ctx.Request.Header.Peek("traceparent"), ctx.Request.Header.Peek("tracestate"))
+	opts := fanout.PublishOptions{IdempotencyKey: r.IdempotencyKey, TraceParent: parent}
 	var span trace.Span
 	if tr := s.tracing; tr != nil {
 		// Continue the caller's trace (a traced Celery task links up) and
 		// carry this Producer span's context with the message.
 		carrier := propagation.MapCarrier{}
-		if opts.TraceParent != "" {
-			carrier["traceparent"] = opts.TraceParent
-			carrier["tracestate"] = string(ctx.Request.Header.Peek("tracestate"))
+		if parent != "" {
+			carrier["traceparent"] = parent
+			if state != "" {
+				carrier["tracestate"] = state
+			}
 		}
 		pctx = tr.Propagator.Extract(pctx, carrier)
 		pctx, span = tr.Tracer.Start(pctx, "herald.publish "+r.Channel, trace.WithSpanKind(trace.SpanKindProducer),
@@ -214,6 +252,36 @@ func (s *Server) publishOne(ctx *fasthttp.RequestCtx, r PublishRequest) (publish
 		Epoch:   res.Pos.Epoch, Offset: res.Pos.Offset, Duplicate: res.Duplicate,
 	}, nil
 }
+
+// validTraceContext returns the W3C trace context of a publish request in
+// its canonical form, or "" for a traceparent that is absent or not in the
+// W3C format (it is then ignored, as the Trace Context spec asks). A
+// tracestate is kept only with a valid traceparent and only when it parses
+// as a W3C tracestate list. The values travel with the message to every
+// node, so nothing the caller sends reaches the broker unchecked.
+func validTraceContext(traceparent, tracestate []byte) (parent, state string) {
+	if len(traceparent) == 0 || len(traceparent) > maxTraceHeader || len(tracestate) > maxTraceHeader {
+		return "", ""
+	}
+	in := propagation.MapCarrier{"traceparent": string(traceparent)}
+	if len(tracestate) > 0 {
+		in["tracestate"] = string(tracestate)
+	}
+	// The OTel propagator implements the W3C parsing rules (hex case,
+	// all-zero ids, version ff, field lengths, tracestate keys and values).
+	var tc propagation.TraceContext
+	sc := trace.SpanContextFromContext(tc.Extract(context.Background(), in))
+	if !sc.IsValid() {
+		return "", ""
+	}
+	out := propagation.MapCarrier{}
+	tc.Inject(trace.ContextWithRemoteSpanContext(context.Background(), sc), out)
+	return out["traceparent"], out["tracestate"]
+}
+
+// maxTraceHeader bounds traceparent and tracestate (the W3C spec lets
+// vendors truncate tracestate past 512 bytes).
+const maxTraceHeader = 512
 
 // apiGuard checks method, key and body size; it writes the error and
 // returns false when the request must not proceed.

@@ -1,14 +1,17 @@
 package edge
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/fanout"
 )
 
 func signWith(secret, sub string, ttl time.Duration) (string, error) {
@@ -87,6 +90,7 @@ func TestHealthAndReady(t *testing.T) {
 
 func FuzzParsePublish(f *testing.F) {
 	for _, s := range []string{
+		"{\"user_id\":\"u\",\"data\":\"\xff\"}", `{"user_id":"4:2","data":1}`, `{"channel":"user:a b","data":1}`,
 		`{"user_id":"42","data":{"type":"x"}}`, `{"channel":"broadcast","data":[1,2]}`,
 		`{"user_id":42,"data":1,"idempotency_key":"k"}`, `{"user_id":`, `[]`, `{"data":null}`, ``,
 	} {
@@ -99,6 +103,26 @@ func FuzzParsePublish(f *testing.F) {
 		}
 		if r.Channel == "" || len(r.Data) == 0 {
 			t.Fatalf("accepted %q without channel or data: %+v", body, r)
+		}
+		// What is accepted is deliverable: a valid channel outside Herald's
+		// reserved prefix, a user channel a token can open, and data that
+		// is valid JSON in valid UTF-8 (a WebSocket text frame).
+		if !fanout.ValidChannel(r.Channel) {
+			t.Fatalf("accepted %q with invalid channel %q", body, r.Channel)
+		}
+		if strings.HasPrefix(r.Channel, reservedPrefix) {
+			t.Fatalf("accepted %q for reserved channel %q", body, r.Channel)
+		}
+		if id, ok := strings.CutPrefix(r.Channel, "user:"); ok {
+			if err := auth.CheckUserID(id); err != nil {
+				t.Fatalf("accepted %q for user channel %q no token can open: %v", body, r.Channel, err)
+			}
+		}
+		if !utf8.Valid(r.Data) || !json.Valid(r.Data) {
+			t.Fatalf("accepted %q with data %q that is not valid UTF-8 JSON", body, r.Data)
+		}
+		if len(r.IdempotencyKey) > maxIdempotencyKey {
+			t.Fatalf("accepted %q with a %d-byte idempotency key", body, len(r.IdempotencyKey))
 		}
 	})
 }

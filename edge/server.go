@@ -118,6 +118,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			return nil, fmt.Errorf("compat.channels_redis: %w", err)
 		}
 		s.ingest = in
+		s.metrics.RegisterChannelsRedis(func() map[string]uint64 {
+			st := in.Stats()
+			return map[string]uint64{
+				"received": st.Received, "published": st.Published, "duplicate": st.Duplicates,
+				"malformed": st.Malformed - st.InvalidUTF8, "invalid_utf8": st.InvalidUTF8,
+				"skipped": st.Skipped, "expired": st.Expired, "dropped": st.Dropped,
+			}
+		})
 	}
 	bc, err := NewBackendChecker(cfg.Auth.BackendCheck, log)
 	if err != nil {

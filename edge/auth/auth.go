@@ -617,6 +617,11 @@ func userID(raw any) (string, error) {
 	return id, nil
 }
 
+// CheckUserID reports why id cannot be a token's user id (the rules
+// documented on Claims.UserID), or nil when it can. The publish API uses it
+// so that no message goes to a user channel no token can ever open.
+func CheckUserID(id string) error { return checkUserID(id) }
+
 // checkUserID enforces the UserID rules documented on Claims.
 func checkUserID(id string) error {
 	if id == "" {

@@ -1,0 +1,75 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldrt/herald/config"
+)
+
+// Helpers of the hostile-input suites (hostile_*_test.go): the process's
+// CPU time and resident memory, for the bounds each case must hold. Both
+// cover the whole test process (server and client), so bounds are upper
+// bounds on what Herald spent.
+
+// cpuTime returns the user+system CPU time this process has used.
+func cpuTime(t testing.TB) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssBytes returns the process's resident set size (VmRSS).
+func rssBytes(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc/self/status: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// startServerLogs is startServer with debug JSON logs written to logs.
+func startServerLogs(t testing.TB, logs io.Writer, mutate func(*config.Config)) *testServer {
+	t.Helper()
+	cfg := testConfig()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	srv, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{srv: srv, cfg: cfg, addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { ts.done <- srv.Serve(ln) }()
+	t.Cleanup(func() { ts.shutdown(t) })
+	return ts
+}
