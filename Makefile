@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./edge/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzSignedClaims$$' -fuzztime $(FUZZTIME) ./edge/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) ./compat/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodePayload$$' -fuzztime $(FUZZTIME) ./fanout/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME) ./edge/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTypeFilter$$' -fuzztime $(FUZZTIME) ./protocols/
 	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./internal/glob/

@@ -91,7 +91,8 @@ redis.call('PEXPIRE', meta, ARGV[7])
 if idem then
   redis.call('SET', idem, epoch .. ':' .. off, 'PX', ARGV[8], 'NX')
 end
-local payload = 'h1|' .. epoch .. '|' .. off .. '|' .. ts .. '|' .. ARGV[3] .. '|' .. ARGV[2]
+-- The traceparent's length goes before it, so no byte of it can shift the data.
+local payload = 'h2|' .. epoch .. '|' .. off .. '|' .. ts .. '|' .. #ARGV[3] .. '|' .. ARGV[3] .. ARGV[2]
 if ARGV[9] == '1' then
   redis.call('SPUBLISH', ARGV[1], payload)
 else

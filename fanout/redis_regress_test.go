@@ -155,3 +155,28 @@ func TestRedisNoSpuriousEpochChange(t *testing.T) {
 	}
 	col.waitFor(t, "c", 10*time.Second, atLeast(5))
 }
+
+// TestRedisTraceParentCannotShiftData: a traceparent holding the payload's
+// separator reaches subscribers as it was, and the data byte for byte
+// (issue 13 item 3: clients received "INJECTED|{...}").
+func TestRedisTraceParentCannotShiftData(t *testing.T) {
+	_, addrs := startShards(t, 1)
+	prefix := testPrefix(t)
+	col := newCollector()
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	ctx := context.Background()
+	if err := b.Subscribe(ctx, "tp"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range []string{"x|INJECTED", "|", "a|b|c|", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"} {
+		if _, err := b.Publish(ctx, "tp", []byte(`{"n":"`+tp+`"}`), PublishOptions{TraceParent: tp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms := col.waitFor(t, "tp", 10*time.Second, atLeast(4))
+	for i, tp := range []string{"x|INJECTED", "|", "a|b|c|", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"} {
+		if string(ms[i].Data) != `{"n":"`+tp+`"}` || ms[i].TraceParent != tp {
+			t.Fatalf("message %d: data %q traceparent %q, want %q and %q", i, ms[i].Data, ms[i].TraceParent, `{"n":"`+tp+`"}`, tp)
+		}
+	}
+}

@@ -70,20 +70,28 @@ func (k redisKeys) idem(channel, key string) string {
 func partitionTag(p int) string { return "{p" + strconv.Itoa(p) + "}" }
 
 // payloadVersion starts every pub/sub payload written by the publish script.
-const payloadVersion = "h1"
+const payloadVersion = "h2"
+
+// legacyPayloadVersion starts payloads of older publish scripts (nodes and
+// backends not yet upgraded).
+const legacyPayloadVersion = "h1"
 
 var errBadPayload = errors.New("fanout: malformed redis pub/sub payload")
 
 // decodePayload parses a pub/sub payload written by redis_publish.lua:
 //
-//	h1|<epoch>|<offset>|<publishedAt ns>|<traceparent>|<data>
+//	h2|<epoch>|<offset>|<publishedAt ns>|<len(traceparent)>|<traceparent><data>
 //
-// data is the rest of the payload and may contain "|".
+// The traceparent's length in bytes comes before it, so no byte of it can
+// move where the data starts; data is the rest of the payload.
+//
+// Older scripts wrote h1|<epoch>|<offset>|<publishedAt ns>|<traceparent>|<data>,
+// where a traceparent holding "|" shifted the data; h1 payloads are accepted
+// only with an empty or W3C-shaped traceparent.
 func decodePayload(channel, p string) (*Message, error) {
 	var f [4]string
-	rest := p
-	ver, rest, ok := strings.Cut(rest, "|")
-	if !ok || ver != payloadVersion {
+	ver, rest, ok := strings.Cut(p, "|")
+	if !ok || (ver != payloadVersion && ver != legacyPayloadVersion) {
 		return nil, errBadPayload
 	}
 	for i := range f {
@@ -103,16 +111,41 @@ func decodePayload(channel, p string) (*Message, error) {
 	if err != nil {
 		return nil, errBadPayload
 	}
+	tp := f[3]
+	if ver == payloadVersion {
+		n, err := strconv.ParseUint(f[3], 10, 32)
+		if err != nil || n > uint64(len(rest)) {
+			return nil, errBadPayload
+		}
+		tp, rest = rest[:n], rest[n:]
+	} else if tp != "" && !traceParentShaped(tp) {
+		return nil, errBadPayload
+	}
 	m := &Message{
 		Channel:     channel,
 		Pos:         Position{Epoch: uint32(epoch), Offset: off},
 		Data:        []byte(rest),
 		PublishedAt: ts,
 	}
-	if f[3] != "" {
-		m.TraceParent = strings.Clone(f[3])
+	if tp != "" {
+		m.TraceParent = strings.Clone(tp)
 	}
 	return m, nil
+}
+
+// traceParentShaped reports whether s looks like a W3C traceparent
+// ("00-<32 hex>-<16 hex>-<2 hex>": 55 bytes of hex digits and dashes).
+func traceParentShaped(s string) bool {
+	if len(s) != 55 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // streamOffset parses the offset out of a stream entry ID "<offset>-1".

@@ -81,16 +81,60 @@ for line in sys.stdin.read().split("\n"):
 }
 
 func TestDecodePayload(t *testing.T) {
-	m, err := decodePayload("c", `h1|7|42|1700000000000000000|00-abc-def-01|{"a":"x|y"}`)
-	if err != nil {
-		t.Fatal(err)
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	cases := []struct {
+		payload, tp, data string
+	}{
+		{`h2|7|42|1700000000000000000|55|` + tp + `{"a":"x|y"}`, tp, `{"a":"x|y"}`},
+		{`h2|7|42|1700000000000000000|0|{"a":1}`, "", `{"a":1}`},
+		// A traceparent holding "|" cannot move the data (issue 13 item 3).
+		{`h2|7|42|1700000000000000000|10|x|INJECTED{"a":1}`, "x|INJECTED", `{"a":1}`},
+		{`h2|7|42|1700000000000000000|3|a|b|c|`, "a|b", `|c|`},
+		// Legacy payloads with a W3C-shaped or empty traceparent.
+		{`h1|7|42|1700000000000000000|` + tp + `|{"a":"x|y"}`, tp, `{"a":"x|y"}`},
+		{`h1|7|42|1700000000000000000||{"a":1}`, "", `{"a":1}`},
 	}
-	if m.Pos != (Position{7, 42}) || m.PublishedAt != 1700000000000000000 || m.TraceParent != "00-abc-def-01" || string(m.Data) != `{"a":"x|y"}` || m.Channel != "c" {
-		t.Fatalf("decoded %+v", m)
+	for _, c := range cases {
+		m, err := decodePayload("c", c.payload)
+		if err != nil {
+			t.Fatalf("decodePayload(%q): %v", c.payload, err)
+		}
+		if m.Pos != (Position{7, 42}) || m.PublishedAt != 1700000000000000000 || m.TraceParent != c.tp || string(m.Data) != c.data || m.Channel != "c" {
+			t.Fatalf("decodePayload(%q) = %+v", c.payload, m)
+		}
 	}
-	for _, bad := range []string{"", "h2|1|1|1||{}", "h1|0|1|1||{}", "h1|1|0|1||{}", "h1|1|1|1|", "h1|x|1|1||{}", "h1|4294967296|1|1||{}"} {
+	for _, bad := range []string{"", "h3|1|1|1|0|{}", "h2|0|1|1|0|{}", "h2|1|0|1|0|{}", "h2|1|1|1|", "h2|x|1|1|0|{}",
+		"h2|4294967296|1|1|0|{}", "h2|1|1|1|5|{}", "h2|1|1|1|-1|{}", "h2|1|1|1|x|{}",
+		"h1|1|1|1|x|INJECTED|{}", "h1|0|1|1||{}"} {
 		if _, err := decodePayload("c", bad); err == nil {
 			t.Errorf("decodePayload(%q) succeeded", bad)
 		}
 	}
+}
+
+// encodePayload writes a payload as redis_publish.lua does.
+func encodePayload(pos Position, ts int64, tp, data string) string {
+	return fmt.Sprintf("h2|%d|%d|%d|%d|%s%s", pos.Epoch, pos.Offset, ts, len(tp), tp, data)
+}
+
+// FuzzDecodePayload: any payload decodes or is refused without panicking;
+// whatever the script encodes decodes back to exactly its traceparent and
+// data.
+func FuzzDecodePayload(f *testing.F) {
+	f.Add(uint32(7), uint64(42), int64(1), "x|INJECTED", `{"a":"x|y"}`, "h2|1|1|1|3|a|b")
+	f.Add(uint32(1), uint64(1), int64(0), "", "", "h1|1|1|1||{}")
+	f.Fuzz(func(t *testing.T, epoch uint32, off uint64, ts int64, tp, data, raw string) {
+		decodePayload("c", raw)
+		if epoch == 0 || off == 0 {
+			return
+		}
+		p := encodePayload(Position{epoch, off}, ts, tp, data)
+		m, err := decodePayload("c", p)
+		if err != nil {
+			t.Fatalf("decodePayload(%q): %v", p, err)
+		}
+		if m.Pos != (Position{epoch, off}) || m.PublishedAt != ts || m.TraceParent != tp || string(m.Data) != data {
+			t.Fatalf("decodePayload(%q) = %+v", p, m)
+		}
+	})
 }
