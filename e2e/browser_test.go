@@ -24,13 +24,13 @@ const (
 
 var wantWorkflow = []string{"started", "step1", "step2", "step3", "step4", "step5", "completed"}
 
-// openDemo loads the demo page from base with query and signs in as user 42.
+// openDemo loads the demo page from base with query; it signs in as user
+// 42 and connects on load.
 func openDemo(t *testing.T, b *browser, base, query string) *page {
 	t.Helper()
 	p := b.newPage()
 	p.navigate(base + "/?" + query)
-	p.waitFor(`window.heraldDemo && document.getElementById("connect")`, 10*time.Second)
-	p.mustEval(`document.getElementById("connect").click()`, nil)
+	p.waitFor(`window.heraldDemo && window.heraldDemo.client`, 10*time.Second)
 	return p
 }
 
@@ -72,12 +72,12 @@ func TestDemoPageWebSocket(t *testing.T) {
 		Tx       string `json:"tx"`
 		Sessions []any  `json:"transports"`
 	}
-	p.waitFor(`document.querySelectorAll("#steps li.done").length === 5`, 5*time.Second)
-	p.mustEval(`({done: document.querySelectorAll("#steps li.done").length,
-		width: document.getElementById("progress").style.width,
-		tx: document.getElementById("tx").textContent,
+	p.waitFor(`document.querySelectorAll(".tx.completed .step.done").length === 5`, 5*time.Second)
+	p.mustEval(`({done: document.querySelectorAll(".tx.completed .step.done").length,
+		width: document.querySelector(".tx.completed .bar > div").style.width,
+		tx: document.querySelector(".tx.completed .tx-title").textContent,
 		transports: window.heraldDemo.transports})`, &ui)
-	if ui.Width != "100%" || !strings.HasPrefix(ui.Tx, "transaction ") || len(ui.Sessions) != 1 {
+	if ui.Width != "100%" || !strings.HasPrefix(ui.Tx, "Transaction ") || len(ui.Sessions) != 1 {
 		t.Fatalf("page state %+v", ui)
 	}
 	if g.upgrades.Load() == 0 {

@@ -255,9 +255,10 @@ func (b *browser) call(session, method string, params, out any) error {
 
 // page is one tab.
 type page struct {
-	b       *browser
-	t       testing.TB
-	session string
+	b        *browser
+	t        testing.TB
+	session  string
+	targetID string
 }
 
 // newPage opens a tab and attaches to it.
@@ -275,7 +276,7 @@ func (b *browser) newPage() *page {
 	if err := b.call("", "Target.attachToTarget", map[string]any{"targetId": tgt.TargetID, "flatten": true}, &att); err != nil {
 		b.t.Fatal(err)
 	}
-	p := &page{b: b, t: b.t, session: att.SessionID}
+	p := &page{b: b, t: b.t, session: att.SessionID, targetID: tgt.TargetID}
 	for _, m := range []string{"Page.enable", "Runtime.enable"} {
 		if err := b.call(p.session, m, nil, nil); err != nil {
 			b.t.Fatal(err)
@@ -287,6 +288,43 @@ func (b *browser) newPage() *page {
 		}
 	})
 	return p
+}
+
+// addInitScript runs js in every document the tab loads from now on,
+// before the page's own scripts.
+func (p *page) addInitScript(js string) {
+	p.t.Helper()
+	if err := p.b.call(p.session, "Page.addScriptToEvaluateOnNewDocument", map[string]any{"source": js}, nil); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// viewport emulates a window width×height (CSS px); mobile for phones.
+func (p *page) viewport(width, height int, mobile bool) {
+	p.t.Helper()
+	if err := p.b.call(p.session, "Emulation.setDeviceMetricsOverride", map[string]any{
+		"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile,
+	}, nil); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// colorScheme emulates prefers-color-scheme ("light" or "dark").
+func (p *page) colorScheme(scheme string) {
+	p.t.Helper()
+	if err := p.b.call(p.session, "Emulation.setEmulatedMedia", map[string]any{
+		"features": []map[string]string{{"name": "prefers-color-scheme", "value": scheme}},
+	}, nil); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// close closes the tab as a user would (its page unloads).
+func (p *page) close() {
+	p.t.Helper()
+	if err := p.b.call("", "Target.closeTarget", map[string]any{"targetId": p.targetID}, nil); err != nil {
+		p.t.Fatal(err)
+	}
 }
 
 // navigate loads url and waits for the document to finish loading.
