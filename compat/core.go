@@ -50,6 +50,8 @@ type core struct {
 	inboxKey     string // "<prefix><inbox>!"
 	leaseKey     string
 	memberPrefix string // "<inbox>!<node>."
+	markerKey    string // "<prefix><inbox>!$herald-node.<node>": exists while the host keeps our memberships
+	marked       []bool // per host: the marker was written (manage goroutine only)
 	pop          *rueidis.Lua
 	renew        *rueidis.Lua
 	ttlMS        string
@@ -63,6 +65,8 @@ func newCore(in *Ingest) *core {
 		inboxKey:     in.cfg.Prefix + name,
 		leaseKey:     in.cfg.Prefix + name + "$herald-lease",
 		memberPrefix: name + in.node + ".",
+		markerKey:    in.cfg.Prefix + name + "$herald-node." + in.node,
+		marked:       make([]bool, len(in.clients)),
 		pop:          rueidis.NewLuaScript(corePopScript),
 		renew:        rueidis.NewLuaScript(coreRenewScript),
 		ttlMS:        strconv.FormatInt(in.cfg.LeaseTTL.Milliseconds(), 10),
@@ -101,16 +105,7 @@ func (c *core) write(ctx context.Context, groups []string, add bool) []string {
 			continue
 		}
 		cl := c.in.clients[h]
-		cmds := make(rueidis.Commands, 0, 2*len(gs))
-		for _, g := range gs {
-			k := c.groupKey(g)
-			if add {
-				cmds = append(cmds, cl.B().Zadd().Key(k).ScoreMember().ScoreMember(now, c.memberPrefix+g).Build(),
-					cl.B().Expire().Key(k).Seconds(exp).Build())
-			} else {
-				cmds = append(cmds, cl.B().Zrem().Key(k).Member(c.memberPrefix+g).Build())
-			}
-		}
+		cmds := c.membershipCmds(cl, nil, gs, add, now, exp)
 		for _, r := range cl.DoMulti(ctx, cmds...) {
 			if err := r.Error(); err != nil {
 				c.in.limiter.do(func() {
@@ -122,6 +117,86 @@ func (c *core) write(ctx context.Context, groups []string, add bool) []string {
 		}
 	}
 	return failed
+}
+
+// membershipCmds appends to cmds, for each group, ZADD now + EXPIRE exp
+// (add) or ZREM of this node's member.
+func (c *core) membershipCmds(cl rueidis.Client, cmds rueidis.Commands, groups []string, add bool, now float64, exp int64) rueidis.Commands {
+	for _, g := range groups {
+		k := c.groupKey(g)
+		if add {
+			cmds = append(cmds, cl.B().Zadd().Key(k).ScoreMember().ScoreMember(now, c.memberPrefix+g).Build(),
+				cl.B().Expire().Key(k).Seconds(exp).Build())
+		} else {
+			cmds = append(cmds, cl.B().Zrem().Key(k).Member(c.memberPrefix+g).Build())
+		}
+	}
+	return cmds
+}
+
+// markerTTL is how long a node's marker outlives the node.
+const markerTTL = 10 * time.Minute
+
+// verify detects a host that lost this node's memberships — restarted
+// without persistence, flushed, or failed over to a replica without them —
+// and writes them again, so group_send reaches Herald within about a
+// second of the host answering again instead of at the next refresh.
+//
+// Each node keeps a marker key on every host, written in the same pipeline
+// as its memberships. Checking it is one command per host (SET XX PX, which
+// also renews its TTL); a missing marker means the memberships written with
+// it are gone too.
+func (c *core) verify(ctx context.Context, groups []string) {
+	n := len(c.in.clients)
+	byHost := make([][]string, n)
+	for _, g := range groups {
+		h := ConsistentHash(g, n)
+		byHost[h] = append(byHost[h], g)
+	}
+	ttl := markerTTL.Milliseconds()
+	for h, cl := range c.in.clients {
+		err := cl.Do(ctx, cl.B().Set().Key(c.markerKey).Value("1").Xx().PxMilliseconds(ttl).Build()).Error()
+		if err == nil {
+			c.marked[h] = true
+			continue
+		}
+		if !rueidis.IsRedisNil(err) {
+			continue // unreachable: checked again next time
+		}
+		if c.marked[h] {
+			c.in.stats.restored.Add(1)
+			c.in.log.Warn("channels Redis lost Herald's group memberships (restart without persistence, flush or failover): writing them again",
+				"host", c.in.cfg.Hosts[h], "groups", len(byHost[h]))
+		}
+		now := float64(time.Now().UnixMicro()) / 1e6
+		exp := max(int64(c.in.cfg.GroupExpiry/time.Second), 1)
+		cmds := c.membershipCmds(cl, make(rueidis.Commands, 0, 2*len(byHost[h])+1), byHost[h], true, now, exp)
+		cmds = append(cmds, cl.B().Set().Key(c.markerKey).Value("1").PxMilliseconds(ttl).Build())
+		ok := true
+		for _, r := range cl.DoMulti(ctx, cmds...) {
+			if err := r.Error(); err != nil {
+				ok = false
+				c.in.limiter.do(func() {
+					c.in.log.Warn("channels group memberships not written again", "host", c.in.cfg.Hosts[h], "err", err)
+				})
+				break
+			}
+		}
+		if !ok {
+			// Written partly or not at all: make the next check rewrite
+			// them whatever the marker says.
+			cl.Do(ctx, cl.B().Del().Key(c.markerKey).Build())
+			continue
+		}
+		c.marked[h] = true
+	}
+}
+
+// release removes this node's markers (on Close).
+func (c *core) release(ctx context.Context) {
+	for _, cl := range c.in.clients {
+		cl.Do(ctx, cl.B().Del().Key(c.markerKey).Build())
+	}
 }
 
 func (c *core) settled() bool { return true }
@@ -163,6 +238,14 @@ func (c *core) read(h int) {
 		if !leader {
 			ctx, cancel := context.WithTimeout(in.ctx, in.cfg.CommandTimeout)
 			err := cl.Do(ctx, cl.B().Set().Key(c.leaseKey).Value(in.node).Nx().PxMilliseconds(in.cfg.LeaseTTL.Milliseconds()).Build()).Error()
+			if rueidis.IsRedisNil(err) {
+				// Taken — perhaps by this node, before a read error made it
+				// let go: then it is still ours, without waiting for it to
+				// expire.
+				if held, rerr := c.renew.Exec(ctx, cl, []string{c.leaseKey}, []string{in.node, c.ttlMS}).AsInt64(); rerr == nil && held == 1 {
+					err = nil
+				}
+			}
 			cancel()
 			if err != nil {
 				if !rueidis.IsRedisNil(err) && in.ctx.Err() == nil {

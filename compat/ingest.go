@@ -61,12 +61,16 @@ type Stats struct {
 	Groups int
 	// Leading is the number of hosts whose inbox this node reads (core).
 	Leading int
+	// Restored counts the times a host was found to have lost this node's
+	// group memberships (restart, flush, failover) and they were written
+	// again (core).
+	Restored uint64
 }
 
 type counters struct {
 	received, published, duplicates, malformed, skipped atomic.Uint64
 	invalidUTF8                                         atomic.Uint64
-	expired, publishErrors, dropped                     atomic.Uint64
+	expired, publishErrors, dropped, restored           atomic.Uint64
 	leading                                             atomic.Int64
 }
 
@@ -84,6 +88,10 @@ type layer interface {
 	apply(ctx context.Context, join, leave []string) (failed []string)
 	// refresh renews the membership of joined groups (core).
 	refresh(ctx context.Context, groups []string)
+	// verify checks, about once a second, that Redis still holds what
+	// apply wrote (a restart without persistence, a flush or a failover
+	// loses it) and rewrites it where it is gone (core).
+	verify(ctx context.Context, groups []string)
 	// settled reports whether Redis reflects every applied change.
 	settled() bool
 	// run starts the layer's readers.
@@ -269,6 +277,7 @@ func (in *Ingest) manage() {
 	defer tick.Stop()
 	refreshEvery := min(in.cfg.GroupExpiry/4, time.Hour)
 	lastRefresh := time.Now()
+	var lastVerify time.Time
 	for {
 		select {
 		case <-in.ctx.Done():
@@ -313,21 +322,39 @@ func (in *Ingest) manage() {
 		in.mu.Lock()
 		in.busy = false
 		in.mu.Unlock()
-		if now.Sub(lastRefresh) >= refreshEvery {
-			lastRefresh = now
-			in.mu.Lock()
-			groups := make([]string, 0, len(in.groups))
-			for g, st := range in.groups {
-				if st.joined {
-					groups = append(groups, g)
-				}
-			}
-			in.mu.Unlock()
+		refresh := now.Sub(lastRefresh) >= refreshEvery
+		verify := now.Sub(lastVerify) >= verifyEvery*9/10 // the ticker may fire a little early
+		if refresh || verify {
+			groups := in.joined()
 			ctx, cancel := context.WithTimeout(in.ctx, 4*in.cfg.CommandTimeout)
-			in.layer.refresh(ctx, groups)
+			if refresh {
+				lastRefresh = now
+				in.layer.refresh(ctx, groups)
+			}
+			if verify {
+				lastVerify = now
+				in.layer.verify(ctx, groups)
+			}
 			cancel()
 		}
 	}
+}
+
+// verifyEvery is how often the layer checks that Redis still holds the
+// memberships it wrote.
+const verifyEvery = time.Second
+
+// joined returns the groups whose membership or subscription is applied.
+func (in *Ingest) joined() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	groups := make([]string, 0, len(in.groups))
+	for g, st := range in.groups {
+		if st.joined {
+			groups = append(groups, g)
+		}
+	}
+	return groups
 }
 
 // Sync waits until every Interest and Release made before the call is
@@ -375,7 +402,7 @@ func (in *Ingest) Stats() Stats {
 		Received: s.received.Load(), Published: s.published.Load(), Duplicates: s.duplicates.Load(),
 		Malformed: s.malformed.Load(), InvalidUTF8: s.invalidUTF8.Load(), Skipped: s.skipped.Load(), Expired: s.expired.Load(),
 		PublishErrors: s.publishErrors.Load(), Dropped: s.dropped.Load(),
-		Groups: n, Leading: int(s.leading.Load()),
+		Groups: n, Leading: int(s.leading.Load()), Restored: s.restored.Load(),
 	}
 }
 
@@ -402,6 +429,11 @@ func (in *Ingest) close() {
 	if len(leave) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*in.cfg.CommandTimeout)
 		in.layer.apply(ctx, nil, leave)
+		cancel()
+	}
+	if r, ok := in.layer.(interface{ release(context.Context) }); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), in.cfg.CommandTimeout)
+		r.release(ctx)
 		cancel()
 	}
 	if c, ok := in.layer.(interface{ close() }); ok {

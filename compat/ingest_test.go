@@ -329,3 +329,53 @@ func TestCloseLeavesGroups(t *testing.T) {
 }
 
 var _ = context.Background
+
+// TestCoreMembershipsRestoredAfterFlush: FLUSHALL on the channels Redis
+// (as a restart without persistence or a failover to an empty replica)
+// removes Herald's group memberships; they are written again within a few
+// seconds, long before the group_expiry/4 refresh, and counted once.
+func TestCoreMembershipsRestoredAfterFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	col := newCollector(t, "user:5")
+	in := startIngest(t, testConfig("core", srv), col.broker) // group_expiry 1 day: refresh hourly
+	in.Interest("user:5")
+	syncIngest(t, in)
+	member := "herald!" + in.node + ".user_5"
+	isMember := func() bool {
+		r, err := redistest.Do(srv.Addr(), "ZSCORE", "asgi:group:user_5", member)
+		return err == nil && r != nil
+	}
+	if !isMember() {
+		t.Fatal("not a member after Interest")
+	}
+	// Let the first check see the marker (the initial write is no loss).
+	time.Sleep(1500 * time.Millisecond)
+	if st := in.Stats(); st.Restored != 0 {
+		t.Fatalf("restored %d before any flush", st.Restored)
+	}
+	if _, err := redistest.Do(srv.Addr(), "FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for !isMember() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("membership not written again within 5s of FLUSHALL")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("membership back %v after FLUSHALL", time.Since(start).Round(time.Millisecond))
+	if ttl, _ := redistest.Do(srv.Addr(), "TTL", "asgi:group:user_5"); ttl.(int64) <= 0 {
+		t.Errorf("group key TTL %v after the rewrite, want group_expiry", ttl)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for in.Stats().Restored != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := in.Stats(); st.Restored != 1 {
+		t.Errorf("restored %d, want 1", st.Restored)
+	}
+	in.Close()
+	if n, _ := redistest.Do(srv.Addr(), "KEYS", "asgiherald!$herald-node.*"); len(n.([]any)) != 0 {
+		t.Errorf("node marker kept after Close: %v", n)
+	}
+}

@@ -98,6 +98,10 @@ func (p *pubsub) apply(_ context.Context, join, leave []string) []string {
 
 func (p *pubsub) refresh(context.Context, []string) {}
 
+// verify does nothing: subscriptions live on the connection, and the
+// subscriber resubscribes whenever it reconnects.
+func (p *pubsub) verify(context.Context, []string) {}
+
 func (p *pubsub) settled() bool {
 	for _, h := range p.hosts {
 		h.mu.Lock()
