@@ -333,23 +333,57 @@ func Flags() *pflag.FlagSet {
 // file is), then HERALD_* environment variables, then the flags that were
 // set. It validates the result.
 func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
+	cfg, err := Read(fs, environ)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Read is Load without Validate: the sources are merged and checked
+// strictly (unknown keys and variables, durations without a unit), but the
+// values are not. `herald token` uses it, as signing needs only
+// auth.jwt.hmac_secret.
+func Read(fs *pflag.FlagSet, environ []string) (Config, error) {
 	k := koanf.New(".")
 	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
 		return Config{}, fmt.Errorf("config defaults: %w", err)
 	}
 	path, _ := fs.GetString("config")
 	if _, err := os.Stat(path); err == nil {
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		fk := koanf.New(".")
+		if err := fk.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+		if err := checkFileKeys("file "+path, fk.All()); err != nil {
+			return Config{}, err
+		}
+		if err := k.Merge(fk); err != nil {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
 	} else if fs.Changed("config") {
 		return Config{}, fmt.Errorf("config file %s: %w", path, err)
 	}
+	var envErrs []error
 	if err := k.Load(env.Provider(".", env.Opt{
 		Prefix: "HERALD_",
-		TransformFunc: func(key, value string) (string, any) {
-			key = strings.ToLower(strings.TrimPrefix(key, "HERALD_"))
+		TransformFunc: func(name, value string) (string, any) {
+			if nonConfigEnv[name] {
+				return "", nil
+			}
+			key := strings.ToLower(strings.TrimPrefix(name, "HERALD_"))
 			key = strings.ReplaceAll(key, "__", ".")
+			if !keyKnown(key) || knownKeys[key].section {
+				envErrs = append(envErrs, unknownKeyError("environment", key, true))
+				return "", nil
+			}
+			if err := checkDuration(key, value); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%w (from %s)", err, name))
+				return "", nil
+			}
 			// Only list keys are split: a secret or password may contain
 			// commas and must be taken verbatim.
 			if listKeys[key] {
@@ -360,6 +394,9 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 		EnvironFunc: func() []string { return environ },
 	}), nil); err != nil {
 		return Config{}, fmt.Errorf("config env: %w", err)
+	}
+	if err := errors.Join(envErrs...); err != nil {
+		return Config{}, err
 	}
 	if err := k.Load(posflag.ProviderWithFlag(fs, ".", k, func(f *pflag.Flag) (string, any) {
 		if f.Name == "config" || !f.Changed {
@@ -372,9 +409,6 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	var cfg Config
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
 	}
 	return cfg, nil
 }
@@ -446,16 +480,24 @@ func (c *Config) Validate() error {
 	if c.Server.ReadBufferSize < 1024 || c.Server.ReadBufferSize > 1<<20 {
 		bad("server.read_buffer_size", "must be between 1024 and 1048576, got %d", c.Server.ReadBufferSize)
 	}
-	positive := func(key string, d time.Duration) {
-		if d <= 0 {
-			bad(key, "must be a positive duration, got %s", d)
+	// between refuses a duration outside [lo, hi]; zeroOK also allows 0
+	// (the feature is off). The bounds keep one typo from hurting every
+	// client (a 25 ns ping interval is a ping flood).
+	between := func(key string, d, lo, hi time.Duration, zeroOK bool) {
+		if zeroOK && d == 0 {
+			return
+		}
+		if d < lo || d > hi {
+			off := ""
+			if zeroOK {
+				off = " (or 0 to turn it off)"
+			}
+			bad(key, "must be between %s and %s%s, got %s", fmtDur(lo), fmtDur(hi), off, d)
 		}
 	}
-	positive("server.handshake_timeout", c.Server.HandshakeTimeout)
-	positive("server.shutdown_timeout", c.Server.ShutdownTimeout)
-	if c.Server.ReconnectWindow < 0 {
-		bad("server.reconnect_window", "must not be negative")
-	}
+	between("server.handshake_timeout", c.Server.HandshakeTimeout, 100*time.Millisecond, 5*time.Minute, false)
+	between("server.shutdown_timeout", c.Server.ShutdownTimeout, time.Second, time.Hour, false)
+	between("server.reconnect_window", c.Server.ReconnectWindow, 0, 10*time.Minute, false)
 	j := c.Auth.JWT
 	if j.HMACSecret == "" && len(j.HMACSecrets) == 0 && len(j.PublicKeyFiles) == 0 && j.JWKSURL == "" && j.JWKSFile == "" {
 		bad("auth.jwt.hmac_secret", "set a secret of at least 32 bytes, or auth.jwt.hmac_secrets, public_key_files, jwks_url or jwks_file")
@@ -473,9 +515,7 @@ func (c *Config) Validate() error {
 	if j.JWKSURL != "" && !strings.HasPrefix(j.JWKSURL, "https://") && !strings.HasPrefix(j.JWKSURL, "http://") {
 		bad("auth.jwt.jwks_url", "must be an http:// or https:// URL")
 	}
-	if c.Auth.JWT.Leeway < 0 {
-		bad("auth.jwt.leeway", "must not be negative, got %s", c.Auth.JWT.Leeway)
-	}
+	between("auth.jwt.leeway", c.Auth.JWT.Leeway, 0, 5*time.Minute, false)
 	if c.Auth.JWT.UserClaim == "" {
 		bad("auth.jwt.user_claim", "must not be empty")
 	}
@@ -502,7 +542,7 @@ func (c *Config) Validate() error {
 	if c.API.MaxBatch < 1 {
 		bad("api.max_batch", "must be at least 1, got %d", c.API.MaxBatch)
 	}
-	positive("api.idempotency_window", c.API.IdempotencyWindow)
+	between("api.idempotency_window", c.API.IdempotencyWindow, time.Second, 24*time.Hour, false)
 	switch c.Fanout.Broker {
 	case "memory":
 	case "redis":
@@ -518,25 +558,27 @@ func (c *Config) Validate() error {
 	if c.History.Size < 1 || c.History.Size > 1_000_000 {
 		bad("history.size", "must be between 1 and 1000000, got %d", c.History.Size)
 	}
-	positive("history.ttl", c.History.TTL)
+	between("history.ttl", c.History.TTL, time.Second, 30*24*time.Hour, false)
 	if _, err := c.History.RetentionRules(); err != nil {
 		errs = append(errs, &KeyError{Key: "history.retention", Msg: err.Error()})
 	}
-	positive("stream.write_timeout", c.Stream.WriteTimeout)
-	positive("stream.ws_ping_interval", c.Stream.WSPingInterval)
+	between("stream.write_timeout", c.Stream.WriteTimeout, 100*time.Millisecond, 10*time.Minute, false)
+	between("stream.ws_ping_interval", c.Stream.WSPingInterval, time.Second, time.Hour, false)
 	if c.Stream.WSReadTimeout <= c.Stream.WSPingInterval {
 		bad("stream.ws_read_timeout", "must be longer than stream.ws_ping_interval (%s)", c.Stream.WSPingInterval)
+	} else {
+		between("stream.ws_read_timeout", c.Stream.WSReadTimeout, time.Second, 24*time.Hour, false)
 	}
-	if c.Stream.WSReadLimit < 256 {
-		bad("stream.ws_read_limit", "must be at least 256, got %d", c.Stream.WSReadLimit)
+	if c.Stream.WSReadLimit < 256 || c.Stream.WSReadLimit > 64<<20 {
+		bad("stream.ws_read_limit", "must be between 256 and 67108864 bytes, got %d", c.Stream.WSReadLimit)
 	}
-	positive("stream.sse_heartbeat", c.Stream.SSEHeartbeat)
-	positive("stream.sse_retry", c.Stream.SSERetry)
-	if c.Stream.MaxQueue < 1 {
-		bad("stream.max_queue", "must be at least 1, got %d", c.Stream.MaxQueue)
+	between("stream.sse_heartbeat", c.Stream.SSEHeartbeat, 100*time.Millisecond, time.Hour, false)
+	between("stream.sse_retry", c.Stream.SSERetry, 100*time.Millisecond, time.Hour, false)
+	if c.Stream.MaxQueue < 1 || c.Stream.MaxQueue > 1_000_000 {
+		bad("stream.max_queue", "must be between 1 and 1000000, got %d", c.Stream.MaxQueue)
 	}
-	if c.Stream.MaxQueueBytes < 1024 {
-		bad("stream.max_queue_bytes", "must be at least 1024, got %d", c.Stream.MaxQueueBytes)
+	if c.Stream.MaxQueueBytes < 1024 || c.Stream.MaxQueueBytes > 1<<30 {
+		bad("stream.max_queue_bytes", "must be between 1024 and 1073741824, got %d", c.Stream.MaxQueueBytes)
 	}
 	if c.Stream.Writers < 1 || c.Stream.Writers > 4096 {
 		bad("stream.writers", "must be between 1 and 4096, got %d", c.Stream.Writers)
@@ -565,9 +607,12 @@ func (c *Config) Validate() error {
 			bad("limits.trusted_proxies", "%q is not an IP or CIDR", p)
 		}
 	}
-	if c.Limits.IdleTimeout < 0 || c.Limits.MaxLifetime < 0 || c.Limits.TokenExpiringLead < 0 {
-		bad("limits", "idle_timeout, max_lifetime and token_expiring_lead must not be negative")
-	}
+	between("limits.idle_timeout", c.Limits.IdleTimeout, 100*time.Millisecond, 30*24*time.Hour, true)
+	between("limits.max_lifetime", c.Limits.MaxLifetime, time.Second, 30*24*time.Hour, true)
+	between("limits.token_expiring_lead", c.Limits.TokenExpiringLead, 0, time.Hour, false)
+	between("fanout.redis.dial_timeout", c.Fanout.Redis.DialTimeout, 10*time.Millisecond, time.Minute, false)
+	between("fanout.redis.command_timeout", c.Fanout.Redis.CommandTimeout, 10*time.Millisecond, time.Minute, false)
+	between("fanout.redis.probe_interval", c.Fanout.Redis.ProbeInterval, 100*time.Millisecond, 5*time.Minute, false)
 	switch c.Tracing.Exporter {
 	case "otlp-grpc", "otlp-http", "stdout":
 	default:
@@ -593,6 +638,18 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// fmtDur writes a bound without Go's trailing zero units ("1h", not
+// "1h0m0s").
+func fmtDur(d time.Duration) string {
+	out := d.String()
+	for _, z := range []string{"0s", "0m"} {
+		if strings.HasSuffix(out, "m"+z) || strings.HasSuffix(out, "h"+z) {
+			out = strings.TrimSuffix(out, z)
+		}
+	}
+	return out
 }
 
 // Masked returns a copy of c with secrets replaced, for printing.

@@ -147,11 +147,12 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// nginxHerald is a Herald with short heartbeats (500 ms) behind nginx.
+// nginxHerald is a Herald with short heartbeats (SSE 500 ms, WebSocket
+// pings 1 s, the shortest stream.ws_ping_interval allowed) behind nginx.
 func nginxHerald(t *testing.T) (h *node, nginx string) {
 	h = startHerald(t, func(c *config.Config) {
 		c.Stream.SSEHeartbeat = 500 * time.Millisecond
-		c.Stream.WSPingInterval = 500 * time.Millisecond
+		c.Stream.WSPingInterval = time.Second
 		c.Stream.WSReadTimeout = 5 * time.Second
 	}, nil)
 	return h, startNginx(t, h.addr)

@@ -3,6 +3,7 @@
 //	herald [serve] [--config FILE] [--server.listen ADDR] ...   run the node
 //	herald config [--config FILE]                                print the effective config, secrets masked
 //	herald token --sub 42 [--ttl 1h] [--channels a,b]            print a dev JWT signed with auth.jwt.hmac_secret
+//	herald help                                                  list the commands and flags
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,13 +34,44 @@ func main() {
 	}
 }
 
+// commands are herald's subcommands, in the order help lists them.
+var commands = []struct{ name, usage, help string }{
+	{"serve", "herald [serve] [flags]", "run the node (the default command)"},
+	{"config", "herald config [flags]", "print the effective configuration, secrets masked"},
+	{"token", "herald token --sub ID [--ttl 1h] [--channels a,b] [--alg HS256]", "print a development JWT signed with auth.jwt.hmac_secret (needs only that key)"},
+	{"help", "herald help", "print this help"},
+}
+
+// usage writes the commands and the flags of fs.
+func usage(w io.Writer, fs *pflag.FlagSet) {
+	fmt.Fprintln(w, "Herald: real-time notifications over WebSocket and SSE.")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n           %s\n", c.name, c.help, c.usage)
+	}
+	fmt.Fprintln(w, "\nFlags (configuration keys; HERALD_<SECTION>__<KEY> variables set the others):")
+	fmt.Fprint(w, fs.FlagUsages())
+}
+
 func run(args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "config" || args[0] == "token") {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		known := false
+		for _, c := range commands {
+			known = known || c.name == args[0]
+		}
+		if !known {
+			return fmt.Errorf("unknown command %q (commands: serve, config, token, help; see herald help)", args[0])
+		}
 		cmd, args = args[0], args[1:]
 	}
 	fs := config.Flags()
 	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr, fs) }
+	if cmd == "help" {
+		usage(stdout, fs)
+		return nil
+	}
 	var sub, channels, alg string
 	var ttl time.Duration
 	if cmd == "token" {
@@ -53,7 +86,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	cfg, err := config.Load(fs, os.Environ())
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q (see herald help)", cmd, fs.Arg(0))
+	}
+	load := config.Load
+	if cmd == "token" {
+		// Signing needs auth.jwt.hmac_secret only; api.key and the rest
+		// are not checked.
+		load = config.Read
+	}
+	cfg, err := load(fs, os.Environ())
 	if err != nil {
 		return err
 	}
