@@ -295,6 +295,7 @@ func Default() Config {
 		Fanout: Fanout{Broker: "memory", Redis: fanout.RedisConfig{
 			Prefix: "herald:", DialTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second,
 			Partitions: 16, MetaTTL: 7 * 24 * time.Hour, QueueSize: 65536, ProbeInterval: 5 * time.Second,
+			Sentinel: fanout.RedisSentinelConfig{RefreshInterval: 2 * time.Second},
 		}},
 		History: History{Size: 100, TTL: 10 * time.Minute},
 		Stream: Stream{
@@ -546,12 +547,7 @@ func (c *Config) Validate() error {
 	switch c.Fanout.Broker {
 	case "memory":
 	case "redis":
-		if len(c.Fanout.Redis.Shards) == 0 && len(c.Fanout.Redis.Cluster) == 0 {
-			bad("fanout.redis.shards", "set shards or fanout.redis.cluster for the redis broker")
-		}
-		if len(c.Fanout.Redis.Shards) > 0 && len(c.Fanout.Redis.Cluster) > 0 {
-			bad("fanout.redis.cluster", "shards and cluster are mutually exclusive")
-		}
+		validateRedis(c.Fanout.Redis, bad)
 	default:
 		bad("fanout.broker", "must be memory or redis, got %q", c.Fanout.Broker)
 	}
@@ -668,6 +664,7 @@ func (c Config) Masked() Config {
 	mask(&c.API.Key)
 	mask(&c.Admin.Key)
 	mask(&c.Fanout.Redis.Password)
+	mask(&c.Fanout.Redis.Sentinel.Password)
 	hosts := make([]string, len(c.Compat.ChannelsRedis.Hosts))
 	for i, h := range c.Compat.ChannelsRedis.Hosts {
 		if u, err := url.Parse(h); err == nil && u.User != nil {

@@ -3,13 +3,11 @@ package fanout
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	_ "embed"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,25 +79,6 @@ end
 return {tonumber(epoch), tonumber(top or '0'), r, read}
 `
 
-// RedisTLSConfig configures TLS to Redis.
-type RedisTLSConfig struct {
-	// Enabled turns TLS on.
-	Enabled bool `koanf:"enabled"`
-	// CAFile is a PEM bundle of CAs trusted for the server certificate; the
-	// system pool when empty.
-	CAFile string `koanf:"ca_file"`
-	// CertFile and KeyFile are a PEM client certificate and key for mutual
-	// TLS; both or neither.
-	CertFile string `koanf:"cert_file"`
-	// KeyFile is the client certificate's private key (see CertFile).
-	KeyFile string `koanf:"key_file"`
-	// InsecureSkipVerify disables server certificate verification (tests
-	// only).
-	InsecureSkipVerify bool `koanf:"insecure_skip_verify"`
-	// ServerName overrides the name checked in the server certificate.
-	ServerName string `koanf:"server_name"`
-}
-
 // RedisConfig configures the Redis broker. Zero values mean the documented
 // defaults. Exactly one of Shards and Cluster must be set.
 type RedisConfig struct {
@@ -109,6 +88,10 @@ type RedisConfig struct {
 	// Cluster are seed addresses of a Redis Cluster. Channels are grouped
 	// into Partitions hash-tagged partitions and use sharded pub/sub.
 	Cluster []string `koanf:"cluster"`
+	// Sentinel makes every shard a master set monitored by Redis Sentinel
+	// (instead of Shards): Herald asks the sentinels for each set's master
+	// and follows failovers.
+	Sentinel RedisSentinelConfig `koanf:"sentinel"`
 	// Username and Password authenticate to Redis (ACL or requirepass).
 	Username string `koanf:"username"`
 	// Password is the Redis password (see Username).
@@ -191,40 +174,10 @@ func (c *RedisConfig) applyDefaults() {
 
 func (c *RedisConfig) validate() error {
 	switch {
-	case len(c.Shards) > 0 && len(c.Cluster) > 0:
-		return errors.New("fanout: redis shards and cluster are mutually exclusive")
-	case len(c.Shards) == 0 && len(c.Cluster) == 0:
-		return errors.New("fanout: redis needs shards or cluster addresses")
 	case strings.ContainsAny(c.Prefix, "{}|"):
 		return fmt.Errorf("fanout: redis prefix %q must not contain '{', '}' or '|'", c.Prefix)
 	}
-	return nil
-}
-
-func (t RedisTLSConfig) build() (*tls.Config, error) {
-	if !t.Enabled {
-		return nil, nil
-	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("fanout: redis tls ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("fanout: redis tls ca %s: no certificates", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	if t.CertFile != "" || t.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("fanout: redis tls client certificate: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
+	return c.validateTopology()
 }
 
 // ShardHealth is the state of one Redis pub/sub connection: a shard, or a
@@ -310,9 +263,9 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, er
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	tlsConf, err := cfg.TLS.build()
+	tlsConf, err := cfg.TLS.Build()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fanout: %w", err)
 	}
 	b := &RedisBroker{
 		cfg:           cfg,
@@ -361,27 +314,8 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, er
 		for p := 0; p < cfg.Partitions; p++ {
 			b.subs = append(b.subs, b.newSub("cluster:p"+strconv.Itoa(p), c, cfg.Prefix+partitionTag(p), dials))
 		}
-	} else {
-		var errs []error
-		for _, addr := range cfg.Shards {
-			o := opt([]string{addr})
-			o.ForceSingleClient = true
-			dials := new(atomic.Uint64)
-			c, err := rueidis.NewClient(countDials(o, dials))
-			if c == nil {
-				b.closeClients()
-				return nil, fmt.Errorf("fanout: redis shard %s: %w", addr, err)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("redis shard %s: %w", addr, err))
-			}
-			b.clients = append(b.clients, c)
-			b.subs = append(b.subs, b.newSub(addr, c, cfg.Prefix, dials))
-		}
-		if len(errs) == len(cfg.Shards) {
-			b.closeClients()
-			return nil, fmt.Errorf("fanout: no redis shard reachable: %w", errors.Join(errs...))
-		}
+	} else if err := b.connectShards(opt(nil), tlsConf); err != nil {
+		return nil, err
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for _, s := range b.subs {

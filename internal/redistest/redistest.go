@@ -25,6 +25,7 @@ type Option func(*options)
 
 type options struct {
 	args []string
+	tls  bool
 }
 
 // Args adds command-line arguments to redis-server, e.g.
@@ -38,6 +39,11 @@ type Server struct {
 	t    testing.TB
 	port int
 	args []string
+	// conf, when set, is written to a config file given first on the
+	// command line (sentinels need a writable one).
+	conf string
+	// tlsPort is the TLS listener's port (0: none).
+	tlsPort int
 
 	mu   sync.Mutex
 	dir  string // working directory (RDB, AOF, log) of the running process
@@ -74,6 +80,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for range 10 { // the free port may be taken before redis binds it
 		if s.port, err = freePort(false); err != nil {
 			continue
+		}
+		if o.tls {
+			if s.tlsPort, err = freePort(false); err != nil || s.tlsPort == s.port {
+				continue
+			}
 		}
 		if err = s.start(); err == nil {
 			break
@@ -118,10 +129,21 @@ func (s *Server) start() error { return s.startIn(s.t.TempDir()) }
 // startIn starts the process with dir as its working directory, loading
 // whatever data files dir holds.
 func (s *Server) startIn(dir string) error {
-	args := append([]string{
+	var args []string
+	if s.conf != "" {
+		conf := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(conf, []byte(s.conf), 0o600); err != nil {
+			return fmt.Errorf("config file: %w", err)
+		}
+		args = append(args, conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-	}, s.args...)
+		"--save", "", "--appendonly", "no", "--dir", dir)
+	if s.tlsPort != 0 {
+		args = append(args, "--tls-port", strconv.Itoa(s.tlsPort))
+	}
+	args = append(args, s.args...)
 	cmd := exec.Command("redis-server", args...)
 	logf, err := os.Create(filepath.Join(dir, "redis.log"))
 	if err != nil {
@@ -169,6 +191,22 @@ func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
 // Port returns the server's port.
 func (s *Server) Port() int { return s.port }
+
+// Pause stops the server with SIGSTOP: it keeps its connections open but
+// answers nothing, as a hung or partitioned server would.
+func (s *Server) Pause() { s.sendSignal(syscall.SIGSTOP) }
+
+// Resume continues a paused server with SIGCONT.
+func (s *Server) Resume() { s.sendSignal(syscall.SIGCONT) }
+
+func (s *Server) sendSignal(sig os.Signal) {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd != nil {
+		cmd.Process.Signal(sig)
+	}
+}
 
 // Kill kills the server with SIGKILL, as a crash would, and waits for it to
 // exit. It does nothing when the server is not running.
