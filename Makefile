@@ -1,7 +1,7 @@
 GO ?= go
 CONFIG ?= configs/dev.yaml
 
-.PHONY: run build test test-short fuzz bench vet e2e
+.PHONY: run build test test-short fuzz bench vet e2e chaos
 
 ## run: start Herald on the in-memory broker with the development config
 run:
@@ -15,6 +15,11 @@ build:
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=2000x
+
+## chaos: the fault suite, long form (every fault, 3x longer faults); prints the table
+## (`make test` runs the short faults as part of ./...). CHAOS_TABLE=file also writes it.
+chaos:
+	CHAOS_LONG=1 $(GO) test -count=1 -timeout 30m -v -run '^TestChaos$$' ./chaos/
 
 ## e2e: browser (Chromium), nginx, TLS and herald.js tests; screenshots in $(ARTIFACTS)
 ARTIFACTS ?= bench/out/e2e

@@ -1,0 +1,118 @@
+package chaos
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldrt/herald/internal/redistest"
+)
+
+// faults is the suite: one entry per fault. To add one, append a Fault
+// (see run.go); Run does the traffic, clients, counting and assertions.
+var faults = []Fault{
+	{
+		Name:   "redis shard SIGKILL, restarted empty",
+		Short:  true,
+		Inject: func(t testing.TB, e *Env) { e.Shards[0].Kill() },
+		Heal:   func(t testing.TB, e *Env) { e.Shards[0].Restart() },
+	},
+	{
+		Name:  "redis shard restored from an older snapshot",
+		Short: true,
+		Inject: func(t testing.TB, e *Env) {
+			if _, err := redistest.Do(e.Shards[0].Addr(), "SAVE"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond) // publishes the snapshot will not have
+			e.Shards[0].Kill()
+		},
+		Heal: func(t testing.TB, e *Env) { e.Shards[0].RestartFromDisk() },
+	},
+	{
+		Name:  "failover to a lagging replica",
+		Short: true,
+		Inject: func(t testing.TB, e *Env) {
+			replica := redistest.Start(t)
+			e.Shards = append(e.Shards, replica) // index 2: kept for Heal
+			host, port, _ := strings.Cut(e.Shards[0].Addr(), ":")
+			if _, err := redistest.Do(replica.Addr(), "REPLICAOF", host, port); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "replica in sync", func() bool {
+				info, err := redistest.Do(replica.Addr(), "INFO", "replication")
+				s, _ := info.(string)
+				return err == nil && strings.Contains(s, "master_link_status:up")
+			})
+			// From now on the replica lags: it misses what the master takes.
+			if _, err := redistest.Do(replica.Addr(), "REPLICAOF", "NO", "ONE"); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Heal: func(t testing.TB, e *Env) {
+			e.Shards[0].Kill()
+			e.Proxies[0].Retarget(e.Shards[2].Addr())
+		},
+	},
+	{
+		Name:   "partition Herald-shard (blackhole)",
+		Short:  true,
+		Hold:   2 * time.Second,
+		Inject: func(t testing.TB, e *Env) { e.Proxies[0].Blackhole() },
+		Heal:   func(t testing.TB, e *Env) { e.Proxies[0].Heal() },
+	},
+	{
+		Name:   "link to a shard reset (TCP RST)",
+		Short:  true,
+		Inject: func(t testing.TB, e *Env) { e.Proxies[0].ResetPeer() },
+		Heal:   func(t testing.TB, e *Env) { e.Proxies[0].Heal() },
+	},
+	{
+		Name:   "link to a shard refused",
+		Inject: func(t testing.TB, e *Env) { e.Proxies[1].Down() },
+		Heal:   func(t testing.TB, e *Env) { e.Proxies[1].Up() },
+	},
+	{
+		Name:   "link to a shard slowed (300 ms)",
+		Inject: func(t testing.TB, e *Env) { e.Proxies[0].Delay(300 * time.Millisecond) },
+		Heal:   func(t testing.TB, e *Env) { e.Proxies[0].Heal() },
+	},
+	{
+		Name:   "Herald node SIGKILL",
+		Short:  true,
+		Inject: func(t testing.TB, e *Env) { e.Nodes[1].Kill() },
+		Heal: func(t testing.TB, e *Env) {
+			e.Nodes[1].Start()
+			e.Nodes[1].WaitReady(30 * time.Second)
+		},
+	},
+}
+
+// TestChaos runs every fault (the short ones unless CHAOS_LONG=1) and
+// prints the table; CHAOS_TABLE=<file> also writes it to a file.
+func TestChaos(t *testing.T) {
+	testingLong = os.Getenv("CHAOS_LONG") == "1"
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	var results []Result
+	for _, f := range faults {
+		if !f.Short && !testingLong {
+			continue
+		}
+		t.Run(strings.NewReplacer(" ", "_", "|", "").Replace(f.Name), func(t *testing.T) {
+			results = append(results, Run(t, f))
+		})
+	}
+	var b strings.Builder
+	WriteTable(&b, results)
+	fmt.Print(b.String())
+	t.Log("\n" + b.String())
+	if p := os.Getenv("CHAOS_TABLE"); p != "" {
+		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
