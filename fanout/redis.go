@@ -400,6 +400,10 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, 
 	defer cancel()
 	vals, err := b.publishScript.Exec(ctx, s.client, keys, args).ToArray()
 	if err != nil {
+		if _, isRedisErr := rueidis.IsRedisErr(err); !isRedisErr {
+			// Not an answer from Redis: the shard is unreachable or too slow.
+			err = fmt.Errorf("%w: %w", ErrShardUnavailable, err)
+		}
 		return PublishResult{}, fmt.Errorf("publish %s on redis %s: %w", channel, s.name, err)
 	}
 	if len(vals) != 4 {
