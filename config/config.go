@@ -69,12 +69,15 @@ type Server struct {
 
 // TLS configures certificate files for serving https/wss directly (without
 // a TLS-terminating proxy). Both set or both empty. Renewed files are picked
-// up for new connections within a minute, without a restart.
+// up for new connections within ReloadCheck (a minute), without a restart.
 type TLS struct {
 	// CertFile is the PEM certificate chain, leaf first (fullchain.pem).
 	CertFile string `koanf:"cert_file"`
 	// KeyFile is the PEM private key of the leaf certificate.
 	KeyFile string `koanf:"key_file"`
+	// ReloadCheck is how often a TLS handshake checks the files for a
+	// renewed pair.
+	ReloadCheck time.Duration `koanf:"reload_check"`
 }
 
 // Auth configures how connecting users are authenticated.
@@ -283,6 +286,7 @@ func Default() Config {
 			HandshakeTimeout: 10 * time.Second,
 			ShutdownTimeout:  15 * time.Second,
 			ReconnectWindow:  5 * time.Second,
+			TLS:              TLS{ReloadCheck: time.Minute},
 		},
 		Auth: Auth{
 			JWT:          JWT{Leeway: 5 * time.Second, UserClaim: "sub", JWKSRefresh: 5 * time.Minute},
@@ -499,6 +503,7 @@ func (c *Config) Validate() error {
 	between("server.handshake_timeout", c.Server.HandshakeTimeout, 100*time.Millisecond, 5*time.Minute, false)
 	between("server.shutdown_timeout", c.Server.ShutdownTimeout, time.Second, time.Hour, false)
 	between("server.reconnect_window", c.Server.ReconnectWindow, 0, 10*time.Minute, false)
+	between("server.tls.reload_check", c.Server.TLS.ReloadCheck, 100*time.Millisecond, 24*time.Hour, false)
 	j := c.Auth.JWT
 	if j.HMACSecret == "" && len(j.HMACSecrets) == 0 && len(j.PublicKeyFiles) == 0 && j.JWKSURL == "" && j.JWKSFile == "" {
 		bad("auth.jwt.hmac_secret", "set a secret of at least 32 bytes, or auth.jwt.hmac_secrets, public_key_files, jwks_url or jwks_file")

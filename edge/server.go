@@ -299,7 +299,7 @@ func (s *Server) Hub() *Hub { return s.hub }
 // serves https and wss on ln.
 func (s *Server) Serve(ln net.Listener) error {
 	if t := s.cfg.Server.TLS; t.CertFile != "" {
-		tln, err := TLSListener(ln, t.CertFile, t.KeyFile)
+		tln, err := tlsListener(ln, t.CertFile, t.KeyFile, t.ReloadCheck)
 		if err != nil {
 			ln.Close()
 			return err

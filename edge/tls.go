@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// certReloadCheck is how often the certificate files are checked for a
-// newer version (renewed by certbot or similar); a renewed pair is used for
-// new connections without a restart.
+// certReloadCheck is how often TLSListener's certificate files are checked
+// for a newer version (renewed by certbot or similar); a renewed pair is
+// used for new connections without a restart. server.tls.reload_check sets
+// it for Serve.
 const certReloadCheck = time.Minute
 
 // TLSListener wraps ln so Herald serves https and wss with the PEM
@@ -22,7 +23,11 @@ const certReloadCheck = time.Minute
 // are re-read when they change. HTTP/1.1 is the only protocol offered by
 // ALPN: WebSocket upgrades and Herald's hijacked SSE streams need it.
 func TLSListener(ln net.Listener, certFile, keyFile string) (net.Listener, error) {
-	cfg, err := TLSConfig(certFile, keyFile)
+	return tlsListener(ln, certFile, keyFile, certReloadCheck)
+}
+
+func tlsListener(ln net.Listener, certFile, keyFile string, check time.Duration) (net.Listener, error) {
+	cfg, err := tlsConfig(certFile, keyFile, check)
 	if err != nil {
 		return nil, err
 	}
@@ -31,10 +36,14 @@ func TLSListener(ln net.Listener, certFile, keyFile string) (net.Listener, error
 
 // TLSConfig returns the server TLS configuration used by TLSListener.
 func TLSConfig(certFile, keyFile string) (*tls.Config, error) {
+	return tlsConfig(certFile, keyFile, certReloadCheck)
+}
+
+func tlsConfig(certFile, keyFile string, check time.Duration) (*tls.Config, error) {
 	if certFile == "" || keyFile == "" {
 		return nil, errors.New("server.tls: set both cert_file and key_file")
 	}
-	r := &certReloader{certFile: certFile, keyFile: keyFile}
+	r := &certReloader{certFile: certFile, keyFile: keyFile, check: check}
 	if err := r.load(); err != nil {
 		return nil, err
 	}
@@ -49,6 +58,7 @@ func TLSConfig(certFile, keyFile string) (*tls.Config, error) {
 // files' modification times change.
 type certReloader struct {
 	certFile, keyFile string
+	check             time.Duration // how often get looks at the files
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
@@ -85,7 +95,7 @@ func (r *certReloader) load() error {
 
 func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r.mu.Lock()
-	cert, stale := r.cert, time.Since(r.checked) >= certReloadCheck
+	cert, stale := r.cert, time.Since(r.checked) >= r.check
 	if stale {
 		r.checked = time.Now()
 	}
