@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/protocols"
 )
 
@@ -57,12 +58,21 @@ type clusterCounter interface {
 	AcquireConn(ctx context.Context, user, conn string, limit int, evict bool, lease time.Duration) (victim string, admitted bool, err error)
 	ReleaseConn(ctx context.Context, user, conn string) error
 	RenewConns(ctx context.Context, conns map[string][]string, lease time.Duration) error
+	// NodeAlive keeps node's connections counting; without it for
+	// fanout.NodeAliveTTL they stop counting (a crashed node).
+	NodeAlive(ctx context.Context, node string) error
+	// NodeGone stops node's connections counting at once.
+	NodeGone(ctx context.Context, node string) error
 }
 
 // connLease is how long a connection counts towards its user's cluster-wide
-// limit without renewal; nodes renew every connLease/3, so a dead node's
-// connections stop counting within connLease.
+// limit without renewal; nodes renew every connLease/3. A dead node's
+// connections stop counting much sooner, when its liveness key expires
+// (heartbeat every heartbeatEvery, fanout.NodeAliveTTL).
 const connLease = 30 * time.Second
+
+// heartbeatEvery is how often a node renews its liveness key.
+const heartbeatEvery = fanout.NodeAliveTTL / 4
 
 func newAdmission(cfg config.Limits, node string, cluster clusterCounter, log *slog.Logger) *admission {
 	return &admission{cfg: cfg, node: node, cluster: cluster, log: log, trusted: cfg.TrustedProxyNets(),
@@ -257,6 +267,27 @@ func (a *admission) renew(ctx context.Context) {
 	a.umu.Unlock()
 	if err := a.cluster.RenewConns(ctx, conns, connLease); err != nil {
 		a.log.Warn("renewing connection leases failed", "err", err)
+	}
+}
+
+// heartbeat renews this node's liveness, which keeps its connections
+// counting towards per-user limits on every node.
+func (a *admission) heartbeat(ctx context.Context) {
+	if a.cluster == nil || a.cfg.PerUser <= 0 {
+		return
+	}
+	if err := a.cluster.NodeAlive(ctx, a.node); err != nil {
+		a.log.Warn("node heartbeat failed: other nodes may stop counting this node's connections", "err", err)
+	}
+}
+
+// gone ends this node's liveness (at shutdown).
+func (a *admission) gone(ctx context.Context) {
+	if a.cluster == nil || a.cfg.PerUser <= 0 {
+		return
+	}
+	if err := a.cluster.NodeGone(ctx, a.node); err != nil {
+		a.log.Warn("removing the node liveness key failed (it expires by itself)", "err", err)
 	}
 }
 

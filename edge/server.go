@@ -222,10 +222,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 func (s *Server) housekeeping() {
 	t := time.NewTicker(connLease / 3)
 	defer t.Stop()
+	hb := time.NewTicker(heartbeatEvery)
+	defer hb.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
+		case <-hb.C:
+			ctx, cancel := context.WithTimeout(context.Background(), heartbeatEvery)
+			s.adm.heartbeat(ctx)
+			cancel()
 		case now := <-t.C:
 			s.adm.sweep(now)
 			ctx, cancel := context.WithTimeout(context.Background(), connLease/3)
@@ -361,6 +367,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Leaves this node's group memberships; messages already read are
 	// published before the broker closes.
 	s.closeIngest()
+	gctx, gcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	s.adm.gone(gctx)
+	gcancel()
 	if err := s.broker.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
 	}

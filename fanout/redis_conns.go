@@ -13,20 +13,42 @@ import (
 // Cluster-wide connection counting for the per-user limit. A user's
 // connections live in two keys on the shard (or cluster partition) of the
 // channel "user:<id>": a sorted set of connection ids scored by connect time
-// (oldest first, for eviction) and a hash of lease expiries. Nodes renew the
-// leases of their connections; a node that dies stops renewing, and its
-// connections stop counting when their leases run out. All times come from
-// Redis's own clock, so node clock skew does not matter.
+// (oldest first, for eviction) and a hash of lease expiries. A connection id
+// is "<node>.<n>". Nodes renew the leases of their connections (every 10 s,
+// 30 s leases), and each node keeps a liveness key "<base>node:<node>" with
+// a short TTL on every shard or partition (NodeAlive, about every second).
+// A connection stops counting when its lease runs out or when its node's
+// liveness key is gone, so a crashed or cut-off node frees its users' slots
+// within seconds while the count stays exact among live nodes. All times
+// come from Redis's own clock, so node clock skew does not matter.
 
 // connAcquireScript: KEYS = set, leases; ARGV = conn, limit, evict (0/1),
-// lease ms. Returns {admitted 0/1, victim conn or ""}.
+// lease ms, liveness key prefix, liveness ttl ms. Returns {admitted 0/1,
+// victim conn or ""}. It refreshes the caller's own liveness key, so a
+// connection admitted before the first heartbeat is not taken for dead.
+// (Liveness keys sit in the keys' partition in cluster mode: same slot.)
 const connAcquireScript = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local conn, limit, evict, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
+local alive = ARGV[5]
+local me = string.match(conn, '^(.*)%.[^.]*$')
+if me then
+  redis.call('SET', alive .. me, '1', 'PX', ARGV[6])
+end
+local live = {}
 local l = redis.call('HGETALL', KEYS[2])
 for i = 1, #l, 2 do
-  if tonumber(l[i + 1]) < now then
+  local node = string.match(l[i], '^(.*)%.[^.]*$')
+  local up = true
+  if node then
+    up = live[node]
+    if up == nil then
+      up = redis.call('GET', alive .. node) ~= false
+      live[node] = up
+    end
+  end
+  if tonumber(l[i + 1]) < now or not up then
     redis.call('HDEL', KEYS[2], l[i])
     redis.call('ZREM', KEYS[1], l[i])
   end
@@ -86,7 +108,8 @@ func (b *RedisBroker) AcquireConn(ctx context.Context, user, conn string, limit 
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
 	defer cancel()
 	vals, err := b.connAcquire.Exec(ctx, s.client, []string{set, leases},
-		[]string{conn, strconv.Itoa(limit), ev, strconv.FormatInt(lease.Milliseconds(), 10)}).ToArray()
+		[]string{conn, strconv.Itoa(limit), ev, strconv.FormatInt(lease.Milliseconds(), 10),
+			s.base + "node:", strconv.FormatInt(NodeAliveTTL.Milliseconds(), 10)}).ToArray()
 	if err != nil {
 		return "", false, fmt.Errorf("acquire connection of %s on redis %s: %w", user, s.name, err)
 	}
@@ -131,6 +154,64 @@ func (b *RedisBroker) RenewConns(ctx context.Context, conns map[string][]string,
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// NodeAliveTTL is how long a node counts as alive after its last
+// NodeAlive: its connections stop counting towards per-user limits at most
+// this long after it crashes or loses Redis. Call NodeAlive at least every
+// NodeAliveTTL/3.
+const NodeAliveTTL = 3 * time.Second
+
+// NodeAlive marks node alive on every shard (or cluster partition) for
+// NodeAliveTTL. node is the prefix of its connection ids ("<node>.<n>").
+func (b *RedisBroker) NodeAlive(ctx context.Context, node string) error {
+	return b.eachSub(ctx, func(s *redisSub) rueidis.Completed {
+		return s.client.B().Set().Key(s.base + "node:" + node).Value("1").PxMilliseconds(NodeAliveTTL.Milliseconds()).Build()
+	})
+}
+
+// NodeGone removes node's liveness keys (at shutdown): its remaining
+// connections stop counting at once.
+func (b *RedisBroker) NodeGone(ctx context.Context, node string) error {
+	return b.eachSub(ctx, func(s *redisSub) rueidis.Completed {
+		return s.client.B().Del().Key(s.base + "node:" + node).Build()
+	})
+}
+
+// eachSub sends one command per shard or partition: one pipeline per
+// client, all clients at once, so a shard that is down delays no other.
+func (b *RedisBroker) eachSub(ctx context.Context, cmd func(s *redisSub) rueidis.Completed) error {
+	if b.closed() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
+	defer cancel()
+	byClient := map[rueidis.Client][]*redisSub{}
+	for _, s := range b.subs {
+		byClient[s.client] = append(byClient[s.client], s)
+	}
+	errs := make(chan error, len(byClient))
+	for c, subs := range byClient {
+		go func() {
+			cmds := make(rueidis.Commands, len(subs))
+			for i, s := range subs {
+				cmds[i] = cmd(s)
+			}
+			var err error
+			for i, r := range c.DoMulti(ctx, cmds...) {
+				if e := r.Error(); e != nil {
+					err = fmt.Errorf("redis %s: %w", subs[i].name, e)
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	var all []error
+	for range byClient {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
 
 // UserConns returns how many live connections user holds across all nodes.

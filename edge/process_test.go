@@ -1,0 +1,98 @@
+package edge
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/nodetest"
+	"github.com/heraldrt/herald/internal/redistest"
+)
+
+// processConfig is the YAML of a herald node process for tests, with the
+// test secret and API key; extra is appended (top-level sections).
+func processConfig(extra string) string {
+	return fmt.Sprintf("auth:\n  jwt:\n    hmac_secret: %q\napi:\n  key: %q\n", testSecret, testAPIKey) + extra
+}
+
+// dialProcess opens a WebSocket to a node process; it returns the HTTP
+// status of a refused handshake.
+func dialProcess(t *testing.T, n *nodetest.Node, query string) (*websocket.Conn, int, error) {
+	t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	c, resp, err := d.Dial("ws://"+n.Addr()+"/ws/notifications/?"+query, nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		return nil, status, err
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, http.StatusSwitchingProtocols, nil
+}
+
+// TestNodeKilledFreesUserSlots: with limits.per_user 1 on real herald
+// processes sharing one Redis, the user's connection on node A blocks a
+// second one on node B (also after several heartbeat periods: the limit is
+// exact while nodes live). A is then SIGKILLed: it cannot release anything,
+// and its lease would count for 30 s; B must accept the user's reconnect
+// within 5 s, and refuse a second connection again after that.
+func TestNodeKilledFreesUserSlots(t *testing.T) {
+	rd := redistest.Start(t)
+	cfg := processConfig(fmt.Sprintf(`fanout:
+  broker: redis
+  redis:
+    shards: [%q]
+    prefix: "kill:"
+limits:
+  per_user: 1
+  per_user_policy: reject_new
+`, rd.Addr()))
+	a := nodetest.Start(t, cfg)
+	b := nodetest.Start(t, cfg)
+	tok := q("token", token(t, "solo", time.Hour))
+
+	c, _, err := dialProcess(t, a, tok)
+	if err != nil {
+		t.Fatalf("first connection on A: %v", err)
+	}
+	readWS(t, c)
+	for _, wait := range []time.Duration{0, fanout.NodeAliveTTL + time.Second} {
+		time.Sleep(wait) // several heartbeats: A stays alive, its connection counts
+		if _, status, err := dialProcess(t, b, tok); err == nil || status != http.StatusTooManyRequests {
+			t.Fatalf("second connection on B after %v, A alive: status %d %v, want 429", wait, status, err)
+		}
+	}
+
+	a.Kill()
+	killed := time.Now()
+	var status int
+	for {
+		var c2 *websocket.Conn
+		c2, status, err = dialProcess(t, b, tok)
+		if err == nil {
+			readWS(t, c2)
+			break
+		}
+		if status != http.StatusTooManyRequests {
+			t.Fatalf("reconnect on B: status %d %v", status, err)
+		}
+		if time.Since(killed) > 5*time.Second {
+			t.Fatalf("reconnect on B still refused (429) %v after A was SIGKILLed, want accepted within 5s", time.Since(killed).Round(time.Millisecond))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("reconnect accepted %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	if _, status, err := dialProcess(t, b, tok); err == nil || status != http.StatusTooManyRequests {
+		t.Fatalf("another connection after the reconnect: status %d %v, want 429", status, err)
+	}
+	if strings.Contains(b.Log(), "panic") {
+		t.Fatalf("node B log:\n%s", b.Log())
+	}
+}

@@ -1,0 +1,84 @@
+package fanout
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/heraldrt/herald/internal/redistest"
+)
+
+// TestConnsOfDeadNodeStopCounting: a connection counts towards its user's
+// limit while its node keeps its liveness key (NodeAlive), whatever its
+// 30 s lease says, and stops counting within NodeAliveTTL once the node
+// stops (a crash) — or at once after NodeGone. Sharded and cluster mode
+// (where the liveness key lives in each partition's slot).
+func TestConnsOfDeadNodeStopCounting(t *testing.T) {
+	modes := map[string]func(t *testing.T) RedisConfig{
+		"shards": func(t *testing.T) RedisConfig {
+			_, addrs := startShards(t, 2)
+			return RedisConfig{Shards: addrs, Prefix: testPrefix(t)}
+		},
+		"cluster": func(t *testing.T) RedisConfig {
+			return RedisConfig{Cluster: redistest.StartCluster(t, 3)[:1], Prefix: testPrefix(t), Partitions: 4}
+		},
+	}
+	for name, mode := range modes {
+		t.Run(name, func(t *testing.T) {
+			b := newTestRedis(t, mode(t), nil)
+			ctx := context.Background()
+			acquire := func(user, conn string) bool {
+				t.Helper()
+				_, ok, err := b.AcquireConn(ctx, user, conn, 1, false, 30*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ok
+			}
+			// Node "na" (alive, heartbeating) holds u1's slot; node "nd"
+			// holds u2's and dies (no heartbeat after its acquire).
+			if !acquire("u1", "na.1") || !acquire("u2", "nd.1") {
+				t.Fatal("first connections refused")
+			}
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					if err := b.NodeAlive(ctx, "na"); err != nil {
+						t.Error(err)
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(NodeAliveTTL / 4):
+					}
+				}
+			}()
+			defer func() { close(stop); <-done }()
+			if acquire("u1", "nb.1") || acquire("u2", "nb.1") {
+				t.Fatal("second connections admitted while both nodes count as alive")
+			}
+			start := time.Now()
+			for !acquire("u2", "nb.1") {
+				if time.Since(start) > NodeAliveTTL+2*time.Second {
+					t.Fatalf("dead node's connection still counts after %v", time.Since(start))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if acquire("u1", "nb.1") {
+				t.Fatal("a heartbeating node's connection stopped counting")
+			}
+			if n, _ := b.UserConns(ctx, "u1"); n != 1 {
+				t.Fatalf("u1 holds %d connections, want 1", n)
+			}
+			// A node that shuts down frees its slots at once.
+			if err := b.NodeGone(ctx, "nb"); err != nil {
+				t.Fatal(err)
+			}
+			if !acquire("u2", "nc.1") {
+				t.Fatal("connection of a node that called NodeGone still counts")
+			}
+		})
+	}
+}
