@@ -7,6 +7,8 @@ package telemetry
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/heraldrt/herald/internal/buildinfo"
 )
 
 // Transports indexes per-transport metrics: 0 is WebSocket, 1 is SSE.
@@ -44,6 +46,9 @@ func NewMetrics() *Metrics {
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := buildinfo.Get()
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_build_info", Help: "Always 1; the labels say which build runs (version, commit, Go version).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "goversion": bi.GoVersion}}, func() float64 { return 1 }))
 	m.Connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "herald_connections", Help: "Open client connections by transport."}, []string{"transport"})
 	m.Connects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_connects_total", Help: "Accepted client connections by transport."}, []string{"transport"})
 	m.Disconnects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_disconnects_total", Help: "Ended client connections by transport and reason (client_closed, token_expired, slow_consumer, shutdown, ...)."}, []string{"transport", "reason"})

@@ -4,6 +4,8 @@
 //	herald config [--config FILE]                                print the effective config, secrets masked
 //	herald token --sub 42 [--ttl 1h] [--channels a,b]            print a dev JWT signed with auth.jwt.hmac_secret
 //	herald help                                                  list the commands and flags
+//	herald version [--json]                                      print version, commit, date and Go version (also --version)
+//	herald health [--url URL]                                    exit 0 when the node's /healthz answers 200
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/internal/buildinfo"
 )
 
 func main() {
@@ -39,6 +42,8 @@ var commands = []struct{ name, usage, help string }{
 	{"serve", "herald [serve] [flags]", "run the node (the default command)"},
 	{"config", "herald config [flags]", "print the effective configuration, secrets masked"},
 	{"token", "herald token --sub ID [--ttl 1h] [--channels a,b] [--alg HS256]", "print a development JWT signed with auth.jwt.hmac_secret (needs only that key)"},
+	{"version", "herald version [--json]", "print the version, commit, build date and Go version (also --version)"},
+	{"health", "herald health [--url URL] [flags]", "exit 0 when the node's /healthz answers 200 (the container HEALTHCHECK)"},
 	{"help", "herald help", "print this help"},
 }
 
@@ -54,6 +59,14 @@ func usage(w io.Writer, fs *pflag.FlagSet) {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version", "--version", "-version":
+			return runVersion(args[1:], stdout)
+		case "health":
+			return runHealth(args[1:], stdout, stderr)
+		}
+	}
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		known := false
@@ -61,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			known = known || c.name == args[0]
 		}
 		if !known {
-			return fmt.Errorf("unknown command %q (commands: serve, config, token, help; see herald help)", args[0])
+			return fmt.Errorf("unknown command %q (commands: serve, config, token, version, health, help; see herald help)", args[0])
 		}
 		cmd, args = args[0], args[1:]
 	}
@@ -151,6 +164,8 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 
 func serve(cfg config.Config, logw io.Writer) error {
 	log := newLogger(cfg.Log, logw)
+	bi := buildinfo.Get()
+	log.Info("herald starting", "version", bi.Version, "commit", bi.Commit, "go", bi.GoVersion)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	srv, err := edge.New(ctx, cfg, log)

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/heraldrt/herald/internal/buildinfo"
+	"github.com/heraldrt/herald/internal/proctest"
+)
+
+// TestVersionStampedBinary builds Herald with the release's -ldflags and
+// checks that the stamped values come out of `herald version`,
+// `--version --json`, the herald_build_info metric, and that `herald
+// health` tells a live node from a dead one.
+func TestVersionStampedBinary(t *testing.T) {
+	const version = "v9.8.7-test"
+	bin := proctest.Build(t, proctest.LDFlags(t, version))
+
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatalf("herald version: %v", err)
+	}
+	line := string(out)
+	if !strings.HasPrefix(line, "herald "+version+" ") || !strings.Contains(line, runtime.Version()) {
+		t.Fatalf("herald version printed %q", line)
+	}
+	out, err = exec.Command(bin, "--version", "--json").Output()
+	if err != nil {
+		t.Fatalf("herald --version --json: %v", err)
+	}
+	var info buildinfo.Info
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatalf("--json output %q: %v", out, err)
+	}
+	if info.Version != version || !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(info.Commit) || info.Date == "unknown" {
+		t.Fatalf("stamped info %+v", info)
+	}
+	if out, err := exec.Command(bin, "version", "--bogus").CombinedOutput(); err == nil {
+		t.Fatalf("version --bogus succeeded: %s", out)
+	}
+
+	p := proctest.Start(t, bin, proctest.Env())
+	_, metrics := proctest.Get(t, "http://"+p.Addr+"/metrics")
+	want := `herald_build_info{commit="` + info.Commit + `",goversion="` + runtime.Version() + `",version="` + version + `"} 1`
+	if !strings.Contains(metrics, want) {
+		t.Fatalf("/metrics lacks %s", want)
+	}
+	if !strings.Contains(p.Logs(), "version="+version) {
+		t.Fatalf("start-up log does not name the version:\n%s", p.Logs())
+	}
+
+	if out, err := exec.Command(bin, "health", "--url", "http://"+p.Addr+"/healthz").CombinedOutput(); err != nil {
+		t.Fatalf("health against a live node: %v\n%s", err, out)
+	}
+	// Without --url, health reads the config like serve does: the port of
+	// server.listen on loopback.
+	cmd := exec.Command(bin, "health")
+	cmd.Env = append(proctest.Env(), "HERALD_SERVER__LISTEN="+p.Addr)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("health from config: %v\n%s", err, out)
+	}
+	p.Stop(t)
+	out, err = exec.Command(bin, "health", "--url", "http://"+p.Addr+"/healthz", "--timeout", "2s").CombinedOutput()
+	if err == nil {
+		t.Fatalf("health against a stopped node succeeded: %s", out)
+	}
+	if !strings.Contains(string(out), "health:") {
+		t.Fatalf("health failure does not say why: %s", out)
+	}
+}
