@@ -146,11 +146,12 @@ func TestBackendCheckAnswers(t *testing.T) {
 	}
 }
 
-// TestBackendCheckDjango runs a real Django project (Debian's
-// python3-django) with examples/python/herald_auth_view.py, logs a real
-// user in to get a real session cookie, and checks Herald admits it as
-// that user, refuses a forged session, and refuses when Django is down.
-func TestBackendCheckDjango(t *testing.T) {
+// djangoSite runs a real Django project (Debian's python3-django) with
+// examples/python/herald_auth_view.py, logs a real user in, and returns the
+// auth view's URL, the user's id, its session cookie value, and a function
+// that stops Django (also run at cleanup).
+func djangoSite(t *testing.T) (url, uid, session string, stop func()) {
+	t.Helper()
 	py := ""
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
 		if exec.Command(p, "-c", "import django").Run() == nil {
@@ -202,7 +203,6 @@ u = User.objects.create_user("alice", password="s3cret-pass")
 c = Client()
 assert c.login(username="alice", password="s3cret-pass")
 print(u.pk, c.cookies["sessionid"].value)`)
-	var uid, session string
 	if _, err := fmt.Sscan(strings.TrimSpace(out), &uid, &session); err != nil || session == "" {
 		t.Fatalf("login output %q: %v", out, err)
 	}
@@ -220,7 +220,7 @@ print(u.pk, c.cookies["sessionid"].value)`)
 		t.Fatal(err)
 	}
 	stopped := false
-	stop := func() {
+	stop = func() {
 		if !stopped {
 			stopped = true
 			server.Process.Kill()
@@ -239,7 +239,16 @@ print(u.pk, c.cookies["sessionid"].value)`)
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	b := newChecker(t, "http://"+addr+"/herald/auth/", nil)
+	return "http://" + addr + "/herald/auth/", uid, session, stop
+}
+
+// TestBackendCheckDjango runs a real Django project with
+// examples/python/herald_auth_view.py, logs a real user in to get a real
+// session cookie, and checks Herald admits it as that user, refuses a
+// forged session, and refuses when Django is down.
+func TestBackendCheckDjango(t *testing.T) {
+	url, uid, session, stop := djangoSite(t)
+	b := newChecker(t, url, nil)
 	got, err := b.Check(connectCtx("sessionid=" + session + "; theme=dark"))
 	if err != nil || got.UserID != uid {
 		t.Fatalf("real session: %+v %v, want user %s", got, err, uid)
@@ -259,4 +268,52 @@ print(u.pk, c.cookies["sessionid"].value)`)
 	if _, err := b.Check(connectCtx("sessionid=another-session-abcdefghijkl")); reasonOf(err) != ReasonBackendUnavailable {
 		t.Errorf("Django down: %v, want %s", err, ReasonBackendUnavailable)
 	}
+}
+
+// TestDjangoSessionCookieConnect: the Django Channels path end to end. A
+// browser that sends only its Django session cookie (no token) connects
+// over WebSocket and SSE; Herald asks the real Django (auth.backend_check)
+// who it is, and the connection is that user's: it is announced as that
+// user and receives what is published to them. A forged cookie and no
+// cookie are refused with 401 and the reason.
+func TestDjangoSessionCookieConnect(t *testing.T) {
+	url, uid, session, _ := djangoSite(t)
+	ts := startServer(t, func(c *config.Config) { c.Auth.BackendCheck.URL = url })
+	cookie := http.Header{"Cookie": {"sessionid=" + session + "; theme=dark"}}
+
+	ws, resp, err := ts.dialWS(t, "", cookie)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("ws with the session cookie: %v (status %d)", err, status)
+	}
+	if m := readWSJSON(t, ws); m["type"] != "connection_established" || fmt.Sprint(m["user_id"]) != uid {
+		t.Fatalf("ws: first message %v, want user %s", m, uid)
+	}
+	req, _ := http.NewRequest("GET", "http://"+ts.addr+"/sse/notifications/", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cookie", cookie.Get("Cookie"))
+	sresp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil || sresp.StatusCode != 200 {
+		t.Fatalf("sse with the session cookie: %v %v", err, sresp)
+	}
+	sse := &sseClient{resp: sresp, events: make(chan sseEvent, 64), errc: make(chan error, 1)}
+	t.Cleanup(func() { sresp.Body.Close() })
+	go sse.loop()
+	if _, m := sse.nextJSON(t); m["type"] != "connection_established" || fmt.Sprint(m["user_id"]) != uid {
+		t.Fatalf("sse: first event %v, want user %s", m, uid)
+	}
+	ts.publishTo(t, uid, `{"type":"hello","n":1}`)
+	if got := string(readWS(t, ws)); got != `{"type":"hello","n":1}` {
+		t.Fatalf("ws got %s", got)
+	}
+	if ev := sse.next(t); ev.Data != `{"type":"hello","n":1}` {
+		t.Fatalf("sse got %s", ev.Data)
+	}
+
+	forged := http.Header{"Cookie": {"sessionid=forged0123456789abcdefghijklmnop"}}
+	refusedBoth(t, ts, "", forged, 401, ReasonBackendRefused)
+	refusedBoth(t, ts, "", nil, 401, ReasonNoSession)
 }
