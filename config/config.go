@@ -239,6 +239,13 @@ type Limits struct {
 	PerIPRate float64 `koanf:"per_ip_rate"`
 	// PerIPBurst is the token bucket's size.
 	PerIPBurst int `koanf:"per_ip_burst"`
+	// ClientRate is how many WebSocket frames per second one connection
+	// may send (pings, pongs, messages and fragments all count); above it,
+	// with ClientBurst to spare, the connection is closed with 4429
+	// rate_limited. 0 disables it.
+	ClientRate float64 `koanf:"client_rate"`
+	// ClientBurst is the client rate's token bucket size.
+	ClientBurst int `koanf:"client_burst"`
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the
 	// client IP; from anyone else the header is ignored.
 	TrustedProxies []string `koanf:"trusted_proxies"`
@@ -313,7 +320,7 @@ func Default() Config {
 			MaxQueueBytes:  4 << 20,
 			Writers:        64,
 		},
-		Limits:  Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, TokenExpiringLead: 30 * time.Second},
+		Limits:  Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, ClientRate: 20, ClientBurst: 50, TokenExpiringLead: 30 * time.Second},
 		Log:     Log{Level: "info", Format: "text"},
 		Tracing: telemetry.TracingConfig{Exporter: "otlp-grpc", Endpoint: "127.0.0.1:4317", Insecure: true, SampleRatio: 1, ServiceName: "herald"},
 	}
@@ -599,6 +606,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxConnections < 0 || c.Limits.PerIP < 0 || c.Limits.PerIPRate < 0 {
 		bad("limits", "max_connections, per_ip and per_ip_rate must not be negative")
+	}
+	if c.Limits.ClientRate < 0 {
+		bad("limits.client_rate", "must not be negative, got %v", c.Limits.ClientRate)
+	}
+	if c.Limits.ClientRate > 0 && c.Limits.ClientBurst < 1 {
+		bad("limits.client_burst", "must be at least 1 when limits.client_rate is set, got %d", c.Limits.ClientBurst)
 	}
 	if c.Limits.PerIPRate > 0 && c.Limits.PerIPBurst < 1 {
 		bad("limits.per_ip_burst", "must be at least 1 when limits.per_ip_rate is set")

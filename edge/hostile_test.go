@@ -1,14 +1,11 @@
 package edge
 
 import (
-	"bufio"
-	"net"
+	"bytes"
+	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/fasthttp/websocket"
 
 	"github.com/heraldrt/herald/config"
 )
@@ -59,35 +56,31 @@ func TestOriginPolicy(t *testing.T) {
 }
 
 // TestGarbageAfterHandshake: bytes that are not WebSocket frames end that
-// connection (1002) and nothing else.
+// connection with a close frame 1002, written by Herald, and nothing else
+// is affected. A server that ignored the read error (or closed without a
+// close frame) fails: closeCode needs the frame within the deadline.
 func TestGarbageAfterHandshake(t *testing.T) {
 	ts := startServer(t, nil)
 	other := ts.mustWS(t, q("token", token(t, "ok", time.Hour)))
 	readWS(t, other)
 
-	conn, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	req := "GET /ws/notifications/?" + q("token", token(t, "g", time.Hour)) + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(conn)
-	status, _ := r.ReadString('\n')
-	if !strings.Contains(status, "101") {
-		t.Fatalf("handshake: %q", status)
+	c := dialRawWS(t, ts, "g")
+	if f, err := c.next(); err != nil || !bytes.Contains(f.payload, []byte("connection_established")) {
+		t.Fatalf("first frame: %v %q", err, f.payload)
 	}
 	// Unmasked frame with reserved bits set, then junk.
-	_, _ = conn.Write([]byte{0xF1, 0x7F, 0xde, 0xad, 0xbe, 0xef, 'j', 'u', 'n', 'k'})
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 4096)
-	for {
-		if _, err := r.Read(buf); err != nil {
-			break // closed by the server
-		}
+	start := time.Now()
+	_, _ = c.conn.Write([]byte{0xF1, 0x7F, 0xde, 0xad, 0xbe, 0xef, 'j', 'u', 'n', 'k'})
+	if code, reason := c.closeCode(t, 5*time.Second); code != 1002 || reason != "protocol_error" {
+		t.Fatalf("close %d %q, want 1002 protocol_error", code, reason)
+	}
+	// Then the server closes the socket, well before any read timeout.
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, c.r); err != nil && !isConnReset(err) {
+		t.Fatalf("after the close frame: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("connection closed after %v", d)
 	}
 	ts.publishTo(t, "ok", `{"still":"fine"}`)
 	if got := string(readWS(t, other)); got != `{"still":"fine"}` {
@@ -95,35 +88,48 @@ func TestGarbageAfterHandshake(t *testing.T) {
 	}
 }
 
-// TestFragmentedMessages: a message split over continuation frames is
-// reassembled; a fragmented flood over the read limit closes with 1009.
+// TestFragmentedMessages: a message split over continuation frames (raw
+// frames, so the fragmentation is certain), with a ping between two of
+// them as RFC 6455 allows, is reassembled; fragments that together exceed
+// the read limit close with 1009.
 func TestFragmentedMessages(t *testing.T) {
 	ts := startServer(t, func(c *config.Config) { c.Stream.WSReadLimit = 1024 })
-	c := ts.mustWS(t, q("token", token(t, "f", time.Hour)))
-	readWS(t, c)
-	w, _ := c.NextWriter(websocket.TextMessage)
-	for _, part := range []string{`{"type":`, `"ping",`, `"timestamp":7}`} {
-		_, _ = w.Write([]byte(part))
+	c := dialRawWS(t, ts, "f")
+	if _, err := c.next(); err != nil {
+		t.Fatal(err)
 	}
-	_ = w.Close()
-	if got := string(readWS(t, c)); got != `{"type":"pong","timestamp":7}` {
-		t.Fatalf("fragmented ping: %s", got)
+	var msg []byte
+	msg = append(msg, frame(0x01, []byte(`{"type":`), false)...)       // text, FIN clear
+	msg = append(msg, frame(0x00, []byte(`"ping",`), false)...)        // continuation
+	msg = append(msg, frame(0x89, []byte("between"), false)...)        // ping inside the message
+	msg = append(msg, frame(0x80, []byte(`"timestamp":7}`), false)...) // final continuation
+	if _, err := c.conn.Write(msg); err != nil {
+		t.Fatal(err)
 	}
-	w, _ = c.NextWriter(websocket.TextMessage)
-	for range 100 {
-		if _, err := w.Write([]byte(strings.Repeat("a", 100))); err != nil {
-			break
-		}
-	}
-	_ = w.Close()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		_, _, err := c.ReadMessage()
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var pong, reply bool
+	for !pong || !reply {
+		f, err := c.next()
 		if err != nil {
-			if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
-				t.Fatalf("want 1009, got %v", err)
-			}
-			return
+			t.Fatalf("reading replies: %v", err)
 		}
+		switch {
+		case f.op == 0xA && string(f.payload) == "between":
+			pong = true
+		case f.op == 0x1 && string(f.payload) == `{"type":"pong","timestamp":7}`:
+			reply = true
+		case f.op == 0x9: // a keepalive ping
+		default:
+			t.Fatalf("unexpected frame op %#x %q", f.op, f.payload)
+		}
+	}
+	// 1 + 10 fragments of 100 bytes: each below the limit, together above.
+	msg = frame(0x01, bytes.Repeat([]byte("a"), 100), false)
+	for range 10 {
+		msg = append(msg, frame(0x00, bytes.Repeat([]byte("a"), 100), false)...)
+	}
+	_, _ = c.conn.Write(msg)
+	if code, _ := c.closeCode(t, 5*time.Second); code != 1009 {
+		t.Fatalf("close %d, want 1009", code)
 	}
 }

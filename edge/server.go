@@ -161,6 +161,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			SSERetry:       cfg.Stream.SSERetry,
 			MaxQueue:       cfg.Stream.MaxQueue,
 			MaxQueueBytes:  cfg.Stream.MaxQueueBytes,
+			ClientRate:     cfg.Limits.ClientRate,
+			ClientBurst:    cfg.Limits.ClientBurst,
 
 			IdleTimeout:       cfg.Limits.IdleTimeout,
 			MaxLifetime:       cfg.Limits.MaxLifetime,

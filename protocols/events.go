@@ -53,6 +53,9 @@ var (
 	// CloseMaxLifetime: the connection reached its maximum lifetime;
 	// reconnect and resume from the cursor in the final event.
 	CloseMaxLifetime = CloseReason{Reason: "max_lifetime", WSCode: 4001, Reconnect: true, Event: true}
+	// CloseRateLimited: the client sent more frames than limits.client_rate
+	// (with its burst) allows. Reconnecting is allowed after the hint.
+	CloseRateLimited = CloseReason{Reason: "rate_limited", WSCode: 4429, Reconnect: true, Retry: 5 * time.Second, Event: true}
 	// CloseInternal: an internal error (for example history unavailable
 	// during resume); the client should retry.
 	CloseInternal = CloseReason{Reason: "internal_error", WSCode: 1011, Reconnect: true, Event: true}

@@ -47,11 +47,18 @@ type Config struct {
 	// SSERetry is the reconnect delay suggested to EventSource (default 2s).
 	SSERetry time.Duration
 	// MaxQueue is the most messages queued for one connection before it is
-	// disconnected as a slow consumer (default 1024).
+	// disconnected as a slow consumer (default 1024). Replies to the
+	// client (pongs, errors, refreshed) count like messages.
 	MaxQueue int
 	// MaxQueueBytes is the most payload bytes queued for one connection
-	// (default 4 MiB).
+	// (default 4 MiB), replies and events included.
 	MaxQueueBytes int
+	// ClientRate is how many frames per second a WebSocket client may send
+	// (token bucket of ClientBurst); a client over it is closed with
+	// CloseRateLimited. 0 disables the limit.
+	ClientRate float64
+	// ClientBurst is the client rate's bucket size (at least 1).
+	ClientBurst int
 	// HistoryTimeout bounds a history read during resume (default 5s).
 	HistoryTimeout time.Duration
 	// IdleTimeout closes a connection that neither received a message nor
@@ -361,6 +368,9 @@ func (s *Session) Resume(ctx context.Context) error {
 	for _, it := range msgs {
 		s.queueBytes += len(it.msg.Data)
 	}
+	for _, it := range pre {
+		s.queueBytes += len(it.b)
+	}
 	q := make([]item, 0, len(pre)+len(msgs)+len(s.queue))
 	q = append(append(append(q, pre...), msgs...), s.queue...)
 	s.queue = q
@@ -578,13 +588,7 @@ func (s *Session) Enqueue(m *fanout.Message) EnqueueResult {
 		// client gets the latest progress rather than a backlog; only if
 		// that frees no room is the client disconnected.
 		if !s.makeRoomLocked(m) {
-			if mt := s.env.Metrics; mt != nil {
-				mt.SlowConsumers.Add(1)
-			}
-			if s.env.Log != nil {
-				s.env.Log.Info("slow consumer", "session", s.opts.ID, "user", s.opts.UserID, "queued", len(s.queue), "queued_bytes", s.queueBytes)
-			}
-			s.closeLocked(CloseSlowConsumer, true)
+			s.slowConsumerLocked()
 			sched := s.scheduleLocked()
 			s.mu.Unlock()
 			if sched {
@@ -607,6 +611,8 @@ func (s *Session) Enqueue(m *fanout.Message) EnqueueResult {
 // SendEvent queues a control event (a JSON object) for the client.
 func (s *Session) SendEvent(ev []byte) { s.enqueue(item{kind: itemEvent, b: ev}) }
 
+// enqueue queues an item Herald sends of its own accord (keepalives and
+// lifetime events, one per timer tick); its bytes count in queueBytes.
 func (s *Session) enqueue(it item) {
 	s.mu.Lock()
 	if s.closing || s.closed {
@@ -614,11 +620,55 @@ func (s *Session) enqueue(it item) {
 		return
 	}
 	s.queue = append(s.queue, it)
+	s.queueBytes += len(it.b)
 	sched := s.scheduleLocked()
 	s.mu.Unlock()
 	if sched {
 		s.env.Writers.schedule(s)
 	}
+}
+
+// reply queues an answer to something the client sent (a pong, an error
+// event, refreshed). Replies are bounded exactly like messages: a client
+// that keeps asking without reading fills its queue and is closed as a
+// slow consumer, its backlog dropped, so a request flood costs at most
+// MaxQueue items and MaxQueueBytes.
+func (s *Session) reply(it item) {
+	s.mu.Lock()
+	if s.closing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.env.Config.MaxQueue || s.queueBytes+len(it.b) > s.env.Config.MaxQueueBytes {
+		s.slowConsumerLocked()
+	} else {
+		s.queue = append(s.queue, it)
+		s.queueBytes += len(it.b)
+	}
+	sched := s.scheduleLocked()
+	s.mu.Unlock()
+	if sched {
+		s.env.Writers.schedule(s)
+	}
+}
+
+// slowConsumerLocked closes a connection whose queue is full, dropping its
+// backlog (the client resumes from its cursor).
+func (s *Session) slowConsumerLocked() {
+	if mt := s.env.Metrics; mt != nil {
+		mt.SlowConsumers.Add(1)
+	}
+	if s.env.Log != nil {
+		s.env.Log.Info("slow consumer", "session", s.opts.ID, "user", s.opts.UserID, "queued", len(s.queue), "queued_bytes", s.queueBytes)
+	}
+	s.closeLocked(CloseSlowConsumer, true)
+}
+
+// isClosing reports whether the session is closing or closed.
+func (s *Session) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing || s.closed
 }
 
 // Close ends the connection for reason r: what is queued is written
@@ -858,8 +908,10 @@ func (s *Session) buildLocked(buf, cur []byte) (out []byte, final bool) {
 				}
 			}
 		case itemEvent:
+			s.queueBytes -= len(it.b)
 			buf = s.tr.AppendEvent(buf, it.b, s.cursorLocked(cur))
 		case itemRaw:
+			s.queueBytes -= len(it.b)
 			buf = append(buf, it.b...)
 		case itemKeepalive:
 			buf = s.tr.AppendKeepalive(buf)
@@ -976,7 +1028,9 @@ func (s *Session) recoverGap(channel string, since fanout.Position) {
 		if st := s.chanFor(channel); st != nil {
 			st.adopt = true
 		}
-		s.queue = append([]item{{kind: itemEvent, b: s.resetEvent(channel, resetReason(err))}}, s.queue...)
+		ev := s.resetEvent(channel, resetReason(err))
+		s.queueBytes += len(ev)
+		s.queue = append([]item{{kind: itemEvent, b: ev}}, s.queue...)
 	default:
 		if s.env.Log != nil {
 			s.env.Log.Warn("history read failed during gap recovery", "session", s.opts.ID, "channel", channel, "err", err)

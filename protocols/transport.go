@@ -47,10 +47,12 @@ const (
 
 // WebSocket opcodes (RFC 6455 section 5.2).
 const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
 )
 
 // appendFrameHeader appends an unmasked server frame header (FIN set).

@@ -2,7 +2,8 @@ package protocols
 
 import (
 	"errors"
-	"io"
+	"net"
+	"os"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -10,67 +11,74 @@ import (
 
 // ServeWS runs the read loop of a WebSocket session on c until the
 // connection ends, answering pings, refresh requests and malformed input.
-// The session must be attached to c's underlying connection. All writes go
-// through the session, so frames from the writer pool and replies from
-// this loop never interleave.
-func (s *Session) ServeWS(c *websocket.Conn) {
+// The session must be attached to c's underlying connection.
+//
+// The library's Conn serves only for the handshake: ServeWS reads frames
+// from the underlying connection itself (see wsReader), enforcing the read
+// limit, the client rate and the protocol, so that every byte written to
+// the socket — replies, pongs and close frames included — goes through the
+// session's bounded queue and its one writer.
+func (s *Session) ServeWS(c *websocket.Conn) { s.serveWS(c.UnderlyingConn()) }
+
+func (s *Session) serveWS(conn net.Conn) {
 	cfg := &s.env.Config
-	c.SetReadLimit(cfg.WSReadLimit)
-	deadline := func() { _ = c.SetReadDeadline(time.Now().Add(cfg.WSReadTimeout)) }
-	c.SetPingHandler(func(data string) error {
-		deadline()
-		s.enqueue(item{kind: itemRaw, b: appendFrame(nil, opPong, []byte(data))})
-		return nil
-	})
-	c.SetPongHandler(func(string) error { deadline(); return nil })
-	c.SetCloseHandler(func(code int, _ string) error {
-		// Echo the client's close and end the connection (RFC 6455 5.5.1).
-		if code == websocket.CloseNoStatusReceived {
-			code = websocket.CloseNormalClosure
-		}
-		s.Close(CloseReason{WSCode: uint16(code)})
-		return nil
-	})
-	for {
-		deadline()
-		mt, r, err := c.NextReader()
+	r := newWSReader(conn, cfg.WSReadLimit, cfg.ClientRate, cfg.ClientBurst)
+	for !s.isClosing() {
+		// Any frame, a pong included, proves the client alive; a frame
+		// must also arrive whole within the read timeout.
+		_ = conn.SetReadDeadline(time.Now().Add(cfg.WSReadTimeout))
+		op, p, err := r.next()
 		if err != nil {
 			s.readError(err)
 			break
 		}
-		if mt != websocket.TextMessage {
-			s.Close(CloseUnsupportedData)
-			break
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			s.readError(err)
-			break
-		}
-		s.Touch()
-		msg, action, reply := ParseInbound(data)
-		switch action {
-		case ActionReply:
-			s.SendEvent(reply)
-		case ActionRefresh:
-			s.SendEvent(s.refresh(msg.Token))
-		case ActionClose:
-			s.Close(CloseInvalidPayload)
+		switch op {
+		case opPing:
+			s.reply(item{kind: itemRaw, b: appendFrame(nil, opPong, p)})
+		case opPong:
+		case opClose:
+			// Echo the client's close and end the connection (RFC 6455
+			// 5.5.1), unless the close frame itself is malformed.
+			reason, err := clientClose(p)
+			if err != nil {
+				s.readError(err)
+			} else {
+				s.Close(reason)
+			}
+		case opText:
+			s.Touch()
+			msg, action, reply := ParseInbound(p)
+			switch action {
+			case ActionReply:
+				s.reply(item{kind: itemEvent, b: reply})
+			case ActionRefresh:
+				s.reply(item{kind: itemEvent, b: s.refresh(msg.Token)})
+			case ActionClose:
+				s.readError(protoErr(CloseInvalidPayload, "text message is not UTF-8"))
+			}
 		}
 	}
 	// Let the writer send a pending close frame before the socket goes.
 	s.finish()
 }
 
+// readError ends the connection for a read error: a refused frame closes
+// with its code, a silent client (read deadline) with 1001; otherwise the
+// client is gone and there is nobody to tell.
 func (s *Session) readError(err error) {
+	var pe *wsProtocolError
 	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		// The library has already sent close 1009.
-		s.mu.Lock()
-		s.reason = CloseTooBig
-		s.mu.Unlock()
-		s.terminate()
-	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+	case errors.As(err, &pe):
+		if s.env.Log != nil {
+			s.env.Log.Info("websocket input refused", "session", s.opts.ID, "user", s.opts.UserID,
+				"code", pe.reason.WSCode, "reason", pe.reason.Reason, "detail", pe.detail)
+		}
+		s.Close(pe.reason)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if s.env.Log != nil {
+			s.env.Log.Debug("websocket read timeout", "session", s.opts.ID, "user", s.opts.UserID)
+		}
+		s.Close(CloseGoingAway)
 	default:
 		if s.env.Log != nil {
 			s.env.Log.Debug("websocket read ended", "session", s.opts.ID, "user", s.opts.UserID, "err", err)

@@ -334,11 +334,28 @@ func TestServeWSRefresh(t *testing.T) {
 	}
 }
 
+// TestServeWSReadTimeout: a client that sends nothing, not even a pong, for
+// the read timeout is told so with close 1001 "going_away" — no sooner
+// than the timeout and not much later.
 func TestServeWSReadTimeout(t *testing.T) {
-	h := newHarness(t, Config{WSReadTimeout: 300 * time.Millisecond, WSPingInterval: time.Hour}, fanout.MemoryConfig{})
+	const timeout = 300 * time.Millisecond
+	h := newHarness(t, Config{WSReadTimeout: timeout, WSPingInterval: time.Hour}, fanout.MemoryConfig{})
 	ws := startWSServer(t, h, Options{ID: 1, UserID: "alice", Channels: []string{"ch"}, Transport: WSTransport{Format: WSRaw}})
-	_, s := ws.dial(t, nil)
-	// The client sends nothing and answers no ping: the read deadline ends
-	// the session.
+	start := time.Now()
+	c, s := ws.dial(t, nil)
+	readJSON(t, c) // connection_established
+	_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
+	_, _, err := c.ReadMessage()
+	took := time.Since(start)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway || ce.Text != "going_away" {
+		t.Fatalf("read ended with %v, want close 1001 going_away", err)
+	}
+	if took < timeout || took > timeout+3*time.Second {
+		t.Fatalf("closed after %v, want about %v", took, timeout)
+	}
 	waitDone(t, s)
+	if s.CloseReason() != CloseGoingAway {
+		t.Fatalf("CloseReason = %+v", s.CloseReason())
+	}
 }
