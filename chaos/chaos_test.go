@@ -3,10 +3,12 @@ package chaos
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -80,6 +82,22 @@ var faults = []Fault{
 		Heal:   func(t testing.TB, e *Env) { e.Proxies[0].Heal() },
 	},
 	{
+		Name:          "Redis Cluster master SIGKILL, replica promoted",
+		Short:         true,
+		Topology:      Topology{Setup: startCluster},
+		Hold:          time.Millisecond, // the cluster heals itself: recovery counts from the kill
+		RecoverWithin: 10 * time.Second,
+		Inject: func(t testing.TB, e *Env) {
+			// The master serving user:<first user>'s partition.
+			key := "chaos:{p" + strconv.Itoa(fanout.ShardIndex("user:"+e.Users[0], 8)) + "}meta:user:" + e.Users[0]
+			m, err := e.Cluster.MasterOf(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Kill()
+		},
+	},
+	{
 		Name:   "Herald node SIGKILL",
 		Short:  true,
 		Inject: func(t testing.TB, e *Env) { e.Nodes[1].Kill() },
@@ -88,6 +106,13 @@ var faults = []Fault{
 			e.Nodes[1].WaitReady(30 * time.Second)
 		},
 	},
+}
+
+// startCluster starts a 3-master, 3-replica Redis Cluster for the nodes
+// (8 partitions).
+func startCluster(t testing.TB, e *Env) {
+	e.Cluster = redistest.StartClusterWithReplicas(t, 3, 1)
+	e.Env = append(e.Env, "HERALD_FANOUT__REDIS__CLUSTER="+strings.Join(e.Cluster.Addrs(), ","), "HERALD_FANOUT__REDIS__PARTITIONS=8")
 }
 
 // TestChaos runs every fault (the short ones unless CHAOS_LONG=1) and

@@ -61,6 +61,8 @@ type Env struct {
 	// and is what the nodes are configured with.
 	Shards  []*redistest.Server
 	Proxies []*faultproxy.Proxy
+	// Cluster is set by topologies that run a Redis Cluster.
+	Cluster *redistest.Cluster
 	// Nodes are the Herald processes.
 	Nodes []*Node
 	// Env are extra HERALD_* variables (KEY=value) for every node; Setup
