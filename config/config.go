@@ -55,7 +55,8 @@ type Server struct {
 	// HandshakeTimeout bounds reading a request head (slowloris guard).
 	HandshakeTimeout time.Duration `koanf:"handshake_timeout"`
 	// AllowedOrigins lists extra Origins allowed to open WebSockets and
-	// event streams ("*" allows any). The request's own host is always
+	// event streams ("*" allows any; "http://localhost:*" any port of a
+	// loopback host: localhost, 127.0.0.1, [::1]). The request's own host is always
 	// allowed; requests without Origin (non-browsers) are allowed.
 	AllowedOrigins []string `koanf:"allowed_origins"`
 	// ShutdownTimeout bounds a graceful shutdown.
@@ -205,6 +206,10 @@ type Stream struct {
 	// with the same value of member (e.g.
 	// "oracle_upload_progress:transaction_id").
 	Coalesce []string `koanf:"coalesce"`
+	// UserIDString sends connection_established's user_id as a JSON string
+	// even when the id is an integer (which is otherwise sent as a number,
+	// as the Django Channels guide's consumer sends self.user.id).
+	UserIDString bool `koanf:"user_id_string"`
 }
 
 // CoalesceRules parses stream.coalesce into type → member.
@@ -489,6 +494,14 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	for _, o := range c.Server.AllowedOrigins {
+		if host, ok := strings.CutSuffix(o, ":*"); ok {
+			u, err := url.Parse(host)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() != "" || u.Path != "" || !LoopbackHost(u.Hostname()) {
+				bad("server.allowed_origins", "%q: a port wildcard is only for a loopback origin such as http://localhost:*, http://127.0.0.1:* or http://[::1]:*", o)
+			}
+		}
+	}
 	if c.Server.ReadBufferSize < 1024 || c.Server.ReadBufferSize > 1<<20 {
 		bad("server.read_buffer_size", "must be between 1024 and 1048576, got %d", c.Server.ReadBufferSize)
 	}
@@ -720,4 +733,15 @@ func (l Limits) TrustedProxyNets() []*net.IPNet {
 		}
 	}
 	return out
+}
+
+// LoopbackHost reports whether host (no port, IPv6 without brackets) is
+// localhost or a loopback address: the hosts server.allowed_origins allows
+// port wildcards for.
+func LoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

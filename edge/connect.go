@@ -14,6 +14,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
+	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/protocols"
 )
@@ -103,26 +104,48 @@ func (s *Server) refuse(ctx *fasthttp.RequestCtx, transport string, r *refusal) 
 	s.reject(ctx, r.status, transport, r.reason, r.detail)
 }
 
-// reject answers a refused connect with a JSON error and logs why.
+// reject answers a refused connect with a JSON error and logs why. An
+// event stream's refusal is readable by the page's script whatever its
+// origin (CORS), so herald.js can tell the app why (origin_not_allowed,
+// token_expired, ...): EventSource itself hides the status.
 func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport, reason, detail string) {
 	s.metrics.Rejections.WithLabelValues(reason).Inc()
+	if transport == "sse" {
+		if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 {
+			// Safe with credentials: the Origin check comes before
+			// authentication, so a page of a refused origin only ever
+			// learns origin_not_allowed.
+			ctx.Response.Header.SetBytesV("Access-Control-Allow-Origin", o)
+			ctx.Response.Header.Set("Access-Control-Allow-Credentials", "true")
+			ctx.Response.Header.Set("Vary", "Origin")
+		}
+	}
 	s.log.Info("connection refused", "transport", transport, "status", status, "reason", reason,
 		"detail", detail, "remote", ctx.RemoteAddr().String())
 	writeError(ctx, status, reason, detail)
 }
 
 // originAllowed applies server.allowed_origins: no Origin (not a browser),
-// the request's own host, or a configured origin.
+// the request's own host, a configured origin, or a configured loopback
+// origin with a port wildcard ("http://localhost:*" allows
+// http://localhost:3000, :5173, ...; only localhost, 127.0.0.1 and [::1]
+// take wildcards, see config.Validate).
 func (s *Server) originAllowed(ctx *fasthttp.RequestCtx, origin string) bool {
 	if origin == "" || s.anyOrig {
 		return true
 	}
-	if s.origins[strings.ToLower(strings.TrimRight(origin, "/"))] {
+	if s.origins[strings.ToLower(strings.TrimRight(origin, "/"))] && !strings.HasSuffix(origin, ":*") {
 		return true
 	}
 	u, err := url.Parse(origin)
 	if err != nil {
 		return false
+	}
+	if port := u.Port(); port != "" && config.LoopbackHost(u.Hostname()) {
+		host := strings.TrimSuffix(u.Host, ":"+port)
+		if s.origins[strings.ToLower(u.Scheme+"://"+host+":*")] {
+			return true
+		}
 	}
 	return strings.EqualFold(u.Host, string(ctx.Host()))
 }

@@ -36,8 +36,14 @@ func (s *Server) handleDemoPage(ctx *fasthttp.RequestCtx) {
 }
 
 // handleDevToken serves POST /dev/token?user=<id>: a one-hour token for a
-// demo user, signed with the configured HMAC secret.
+// demo user, signed with the configured HMAC secret. Pages of the origins
+// server.allowed_origins admits may read it cross-origin (the README's
+// browser snippet from a local dev server).
 func (s *Server) handleDevToken(ctx *fasthttp.RequestCtx) {
+	if origin := string(ctx.Request.Header.Peek("Origin")); origin != "" && s.originAllowed(ctx, origin) {
+		ctx.Response.Header.Set("Access-Control-Allow-Origin", origin)
+		ctx.Response.Header.Set("Vary", "Origin")
+	}
 	user := string(ctx.QueryArgs().Peek("user"))
 	if user == "" {
 		user = "42"

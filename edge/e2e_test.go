@@ -44,7 +44,8 @@ func TestGuideFlowWebSocket(t *testing.T) {
 	c := ts.mustWS(t, q("token", token(t, "42", time.Hour)))
 
 	hello := readWSJSON(t, c)
-	want := map[string]any{"type": "connection_established", "message": "WebSocket connected successfully", "user_id": "42"}
+	// user_id is a JSON number, as the guide's consumer sends self.user.id.
+	want := map[string]any{"type": "connection_established", "message": "WebSocket connected successfully", "user_id": float64(42)}
 	for k, v := range want {
 		if hello[k] != v {
 			t.Fatalf("connection_established %v, want %s=%v", hello, k, v)
@@ -76,7 +77,7 @@ func TestGuideFlowSSE(t *testing.T) {
 		t.Fatalf("headers %v", c.resp.Header)
 	}
 	ev, hello := c.nextJSON(t)
-	if hello["type"] != "connection_established" || hello["user_id"] != "42" || ev.ID == "" || ev.Event != "" {
+	if hello["type"] != "connection_established" || hello["user_id"] != float64(42) || ev.ID == "" || ev.Event != "" {
 		t.Fatalf("first event %+v %v", ev, hello)
 	}
 	for _, flow := range [][]string{guideFlow(602), failedFlow(603)} {
@@ -642,5 +643,24 @@ func TestShutdownSpreadsReconnects(t *testing.T) {
 	}
 	if span := retries[n-1] - retries[0]; span < window/2 {
 		t.Fatalf("retry hints span only %s, want spread over the %s window", span, window)
+	}
+}
+
+// TestUserIDStringSwitch: stream.user_id_string keeps the integer id a
+// JSON string on both transports; a non-integer id is a string either way.
+func TestUserIDStringSwitch(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Stream.UserIDString = true })
+	c := ts.mustWS(t, q("token", token(t, "42", time.Hour)))
+	if hello := readWSJSON(t, c); hello["user_id"] != "42" {
+		t.Fatalf("WebSocket connection_established %v, want user_id \"42\"", hello)
+	}
+	s := ts.mustSSE(t, q("token", token(t, "42", time.Hour)), "")
+	if _, hello := s.nextJSON(t); hello["user_id"] != "42" {
+		t.Fatalf("SSE connection_established %v, want user_id \"42\"", hello)
+	}
+	ts2 := startServer(t, nil)
+	c2 := ts2.mustWS(t, q("token", token(t, "alice", time.Hour)))
+	if hello := readWSJSON(t, c2); hello["user_id"] != "alice" {
+		t.Fatalf("connection_established %v, want user_id \"alice\"", hello)
 	}
 }

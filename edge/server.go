@@ -168,6 +168,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			MaxLifetime:       cfg.Limits.MaxLifetime,
 			TokenExpiringLead: cfg.Limits.TokenExpiringLead,
 			Coalesce:          cfg.Stream.CoalesceRules(),
+			UserIDString:      cfg.Stream.UserIDString,
 		}.Defaults(),
 		Writers: protocols.NewWriters(cfg.Stream.Writers),
 		Metrics: &protocols.Metrics{

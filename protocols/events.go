@@ -3,6 +3,7 @@ package protocols
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -76,7 +77,9 @@ func disconnectEvent(r CloseReason) []byte {
 
 // EstablishedEvent is the first event of every connection, in the guide's
 // shape: {"type":"connection_established","message":...,"user_id":...}.
-func EstablishedEvent(transport, userID string) []byte {
+// An integer user id is a JSON number (the guide sends self.user.id), unless
+// asString; ids beyond 2^53 stay strings so JavaScript reads them exactly.
+func EstablishedEvent(transport, userID string, asString bool) []byte {
 	msg := "WebSocket connected successfully"
 	if transport == "sse" {
 		msg = "SSE connected successfully"
@@ -84,8 +87,28 @@ func EstablishedEvent(transport, userID string) []byte {
 	b := []byte(`{"type":"connection_established","message":`)
 	b = appendJSONString(b, msg)
 	b = append(b, `,"user_id":`...)
-	b = appendJSONString(b, userID)
+	if !asString && safeJSONInteger(userID) {
+		b = append(b, userID...)
+	} else {
+		b = appendJSONString(b, userID)
+	}
 	return append(b, '}')
+}
+
+// safeJSONInteger reports whether s is a canonical decimal integer
+// (no leading zeros or plus sign) that a JavaScript number holds exactly.
+func safeJSONInteger(s string) bool {
+	d := strings.TrimPrefix(s, "-")
+	if d == "" || len(d) > 16 || (d[0] == '0' && len(d) > 1) || s == "-0" {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return false
+		}
+	}
+	n, err := strconv.ParseInt(d, 10, 64)
+	return err == nil && n <= 1<<53
 }
 
 // StreamResetEvent tells the client that messages of channel may have been

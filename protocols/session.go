@@ -77,6 +77,9 @@ type Config struct {
 	// gets a token_expiring event (SSE, and WebSocket in envelope format);
 	// 0 disables the event.
 	TokenExpiringLead time.Duration
+	// UserIDString sends connection_established's user_id as a JSON string
+	// even when it is an integer (stream.user_id_string).
+	UserIDString bool
 }
 
 // Defaults returns c with zero fields set to their defaults.
@@ -313,7 +316,7 @@ func (s *Session) appendCursorLocked(dst []byte) []byte {
 // is lost; live messages that history also returned are dropped as
 // duplicates. It queues the connection_established event first.
 func (s *Session) Resume(ctx context.Context) error {
-	pre := []item{{kind: itemEvent, b: EstablishedEvent(s.tr.Name(), s.opts.UserID)}}
+	pre := []item{{kind: itemEvent, b: EstablishedEvent(s.tr.Name(), s.opts.UserID, s.env.Config.UserIDString)}}
 	var msgs []item
 	positions := make([]fanout.Position, len(s.chans))
 	for i := range s.chans {

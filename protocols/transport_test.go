@@ -238,8 +238,8 @@ func TestCloseReasonsJSON(t *testing.T) {
 
 func TestEventBuilders(t *testing.T) {
 	for _, ev := range [][]byte{
-		EstablishedEvent("ws", `u"1\`),
-		EstablishedEvent("sse", "\u2603\x00"),
+		EstablishedEvent("ws", `u"1\`, false),
+		EstablishedEvent("sse", "\u2603\x00", false),
 		StreamResetEvent("c:1", "epoch_changed"),
 		TokenExpiringEvent(time.Unix(1700000000, 0)),
 		ErrorEvent("bad \"input\"\n\x01"),
@@ -258,7 +258,7 @@ func TestEventBuilders(t *testing.T) {
 		Message string
 		UserID  string `json:"user_id"`
 	}
-	json.Unmarshal(EstablishedEvent("sse", "alice"), &est)
+	json.Unmarshal(EstablishedEvent("sse", "alice", false), &est)
 	if est.Type != "connection_established" || est.Message != "SSE connected successfully" || est.UserID != "alice" {
 		t.Fatalf("established = %+v", est)
 	}
@@ -428,5 +428,38 @@ func TestSSEHead(t *testing.T) {
 	_, p := parseSSE(string(body))
 	if p.retry != 2000 {
 		t.Fatalf("retry = %d", p.retry)
+	}
+}
+
+// TestEstablishedUserID: an integer user id is a JSON number, as the
+// guide's consumer sends self.user.id, unless asString; anything else, and
+// integers JavaScript cannot hold exactly, stay strings.
+func TestEstablishedUserID(t *testing.T) {
+	for _, tc := range []struct {
+		id       string
+		asString bool
+		want     string
+	}{
+		{"42", false, `42`},
+		{"42", true, `"42"`},
+		{"0", false, `0`},
+		{"-7", false, `-7`},
+		{"9007199254740992", false, `9007199254740992`},
+		{"9007199254740993", false, `"9007199254740993"`},
+		{"12345678901234567890", false, `"12345678901234567890"`},
+		{"042", false, `"042"`},
+		{"-0", false, `"-0"`},
+		{"+1", false, `"+1"`},
+		{"1e3", false, `"1e3"`},
+		{"", false, `""`},
+		{"alice", false, `"alice"`},
+	} {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(EstablishedEvent("ws", tc.id, tc.asString), &m); err != nil {
+			t.Fatalf("%q: %v", tc.id, err)
+		}
+		if got := string(m["user_id"]); got != tc.want {
+			t.Errorf("user_id %q (asString %v) = %s, want %s", tc.id, tc.asString, got, tc.want)
+		}
 	}
 }
