@@ -1,10 +1,16 @@
 package compat
 
 import (
+	"bufio"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
+	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -144,26 +150,123 @@ func TestDecodeRules(t *testing.T) {
 	}
 }
 
-// FuzzDecodeMsgpack: any input either fails cleanly or yields a value
-// whose JSON, in both styles, is valid and means the same.
+// msgpackOracle is Python's msgpack + json.dumps (the channels_redis
+// stack) running testdata/msgpack_oracle.py, shared by the fuzz calls of
+// one process.
+type msgpackOracle struct {
+	mu  sync.Mutex
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+var (
+	oracleOnce sync.Once
+	oracle     *msgpackOracle
+	oracleErr  error
+)
+
+// pythonOracle starts the oracle once per process; nil when no Python
+// with msgpack exists (a failure under CI=true).
+func pythonOracle(t *testing.T) *msgpackOracle {
+	oracleOnce.Do(func() {
+		py := ""
+		for _, p := range []string{"/usr/bin/python3", "python3"} {
+			if exec.Command(p, "-c", "import msgpack").Run() == nil {
+				py = p
+				break
+			}
+		}
+		if py == "" {
+			oracleErr = errors.New("no python3 with msgpack (apt-get install python3-msgpack)")
+			return
+		}
+		cmd := exec.Command(py, "testdata/msgpack_oracle.py")
+		in, _ := cmd.StdinPipe()
+		out, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if oracleErr = cmd.Start(); oracleErr != nil {
+			return
+		}
+		oracle = &msgpackOracle{in: in, out: bufio.NewReader(out)}
+	})
+	if oracleErr != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("msgpack oracle: %v", oracleErr)
+		}
+		return nil
+	}
+	return oracle
+}
+
+// decode returns json.dumps(msgpack.unpackb(b)) and whether Python
+// accepted b.
+func (o *msgpackOracle) decode(t *testing.T, b []byte) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+	if _, err := o.in.Write(append(n[:], b...)); err != nil {
+		t.Fatalf("msgpack oracle: %v", err)
+	}
+	line, err := o.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("msgpack oracle: %v", err)
+	}
+	line = strings.TrimSuffix(line, "\n")
+	if text, ok := strings.CutPrefix(line, "OK "); ok {
+		return text, true
+	}
+	return line, false
+}
+
+// FuzzDecodeMsgpack: Herald's decoder must agree with the one it replaces.
+// Every input is also decoded by Python's msgpack.unpackb(raw=False) and
+// written by json.dumps, as channels_redis and the Django consumer do: both
+// accept or both refuse, and when both accept, Herald's StylePython JSON is
+// byte for byte json.dumps's. (Herald's one extra limit, nesting deeper than
+// maxDepth, may refuse what Python accepts.) The compact style must mean the
+// same as the Python style.
 func FuzzDecodeMsgpack(f *testing.F) {
 	f.Add([]byte("\x82\xa4type\xb1send_notification\xa7message\x81\xa2id\x01"))
 	f.Add([]byte("\x83\xa1a\x01\xa1b\x02\xa1a\x03"))
 	f.Add([]byte{0xcb, 0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a})
 	f.Add([]byte{0xdc, 0x00, 0x02, 0xca, 0x3f, 0x80, 0, 0, 0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte("\xa6caf\xc3\xa9!"))
+	f.Add([]byte("\xa4\xf0\x9f\x98\x80"))                               // U+1F600: a surrogate pair in json.dumps
+	f.Add([]byte("\xa3\xed\xa0\x80"))                                   // an encoded surrogate: not UTF-8
+	f.Add([]byte{0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) // uint64 max
+	f.Add([]byte{0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0})                   // NaN
+	f.Add([]byte{0xca, 0x3d, 0xcc, 0xcc, 0xcd})                         // float32 0.1
+	f.Add([]byte{0xcb, 0x44, 0x9c, 0x4e, 0x3f, 0x2f, 0x3c, 0x12, 0x61}) // 1.6e22: exponent form
+	f.Add([]byte("\x81\x01\xa1x"))                                      // int key
+	f.Add([]byte("\x81\xc4\x01k\xa1x"))                                 // bytes key
+	f.Add([]byte("\xc4\x02ab"))                                         // bin
+	f.Add([]byte("\xd6\xff\x00\x00\x00\x01"))                           // timestamp extension
+	f.Add([]byte("\x91\x91\x91\xc0"))
+	f.Add([]byte("\xa1\x1f\xa1\x7f")) // control characters, trailing data
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := DecodeMsgpack(b)
+		var p []byte
+		if err == nil {
+			p, err = AppendJSON(nil, &v, StylePython)
+		}
+		if o := pythonOracle(t); o != nil {
+			want, ok := o.decode(t, b)
+			switch {
+			case err == nil && !ok:
+				t.Fatalf("Herald accepts %x as %s, Python refuses it (%s)", b, p, want)
+			case err != nil && ok && !strings.Contains(err.Error(), "nested deeper"):
+				t.Fatalf("Herald refuses %x (%v), Python accepts it as %s", b, err, want)
+			case err == nil && string(p) != want:
+				t.Fatalf("%x: Herald writes %s, json.dumps writes %s", b, p, want)
+			}
+		}
 		if err != nil {
 			return
 		}
-		p, perr := AppendJSON(nil, &v, StylePython)
 		c, cerr := AppendJSON(nil, &v, StyleCompact)
-		if (perr == nil) != (cerr == nil) {
-			t.Fatalf("styles disagree: %v / %v", perr, cerr)
-		}
-		if perr != nil {
-			return
+		if cerr != nil {
+			t.Fatalf("compact style fails where the Python style does not: %v", cerr)
 		}
 		if !json.Valid(p) || !json.Valid(c) {
 			t.Fatalf("invalid JSON %q / %q", p, c)
