@@ -57,6 +57,8 @@ release:
 ## test: every test, with the race detector, plus short fuzz runs
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+	# Zero-allocation checks skip under -race (it allocates): run them without.
+	$(GO) test -count=1 -run 'NoAllocs' ./protocols/ ./edge/
 	$(MAKE) fuzz FUZZTIME=2000x
 
 ## chaos: the fault suite, long form (every fault, 3x longer faults); prints the table
@@ -82,6 +84,7 @@ fuzz:
 		test -z "$$missing" || { echo "fuzz targets not listed in the Makefile's fuzz target:" $$missing; exit 1; }
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCursor$$' -fuzztime $(FUZZTIME) ./protocols/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseInbound$$' -fuzztime $(FUZZTIME) ./protocols/
+	$(GO) test -run '^$$' -fuzz '^FuzzServeWS$$' -fuzztime $(FUZZTIME) ./protocols/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePublish$$' -fuzztime $(FUZZTIME) ./edge/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./edge/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzSignedClaims$$' -fuzztime $(FUZZTIME) ./edge/auth/
