@@ -176,8 +176,8 @@ func workflow(tx int) []string {
 
 // gate is a reverse proxy in front of Herald that can refuse WebSocket
 // upgrades (as some corporate proxies do) and cut the WebSockets it
-// carries, while it streams everything else unbuffered. It also serves
-// /herald.js from the embedded copy when Herald does not route it yet.
+// carries, while it streams everything else unbuffered. /herald.js comes
+// from Herald itself: no fallback copy that would hide a broken route.
 type gate struct {
 	url     string // http://127.0.0.1:port
 	target  *url.URL
@@ -232,9 +232,6 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "backend unavailable (test proxy on hold)", http.StatusBadGateway)
 		return
 	}
-	if r.URL.Path == "/herald.js" && g.clientJS(w, r) {
-		return
-	}
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		if g.blockWS.Load() {
 			g.refused.Add(1)
@@ -244,22 +241,6 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.upgrades.Add(1)
 	}
 	g.rp.ServeHTTP(w, r)
-}
-
-// clientJS serves the embedded herald.js when Herald answers 404 for it
-// (before the route is wired); it reports whether it answered.
-func (g *gate) clientJS(w http.ResponseWriter, r *http.Request) bool {
-	resp, err := http.Get(g.target.String() + "/herald.js")
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound {
-			return false
-		}
-	}
-	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(edge.ClientJS())
-	return true
 }
 
 // block refuses (true) or allows WebSocket upgrades; blocking also cuts
