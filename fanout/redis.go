@@ -318,6 +318,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, er
 		return nil, err
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.watchSentinelMasters()
 	for _, s := range b.subs {
 		b.wg.Add(2)
 		go s.manage()

@@ -268,6 +268,57 @@ func tlsCheck(addr string, conf *tls.Config, dialer net.Dialer) error {
 // handshake.
 const tlsPreflightWait = 300 * time.Millisecond
 
+// sentinelWatchInterval is how often a Sentinel shard's current master is
+// compared with the one its pub/sub connection was opened on.
+const sentinelWatchInterval = 200 * time.Millisecond
+
+// watchSentinelMasters ends a Sentinel shard's pub/sub session when the
+// client has switched to another master (a failover), so that it subscribes
+// again on the new master at once instead of when its probe fails: a frozen
+// or partitioned old master may keep the connection open but silent, and a
+// demoted one only relays what it still replicates.
+func (b *RedisBroker) watchSentinelMasters() {
+	if !b.cfg.Sentinel.enabled() {
+		return
+	}
+	for _, s := range b.subs {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			t := time.NewTicker(sentinelWatchInterval)
+			defer t.Stop()
+			last := masterAddr(s.client)
+			for {
+				select {
+				case <-b.ctx.Done():
+					return
+				case <-t.C:
+				}
+				cur := masterAddr(s.client)
+				if cur != last && last != "" {
+					select {
+					case s.broken <- fmt.Errorf("redis %s: master moved from %s to %s", s.name, last, cur):
+					default:
+					}
+					select {
+					case s.retryNow <- struct{}{}:
+					default:
+					}
+				}
+				last = cur
+			}
+		}()
+	}
+}
+
+// masterAddr is the address a Sentinel client currently sends commands to.
+func masterAddr(c rueidis.Client) string {
+	for addr := range c.Nodes() {
+		return addr
+	}
+	return ""
+}
+
 // refusedByRedis reports whether err is a refusal that retrying cannot fix:
 // a rejected password or user, a missing permission, or a TLS certificate
 // or protocol mismatch (either side).

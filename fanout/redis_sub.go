@@ -60,6 +60,7 @@ type redisSub struct {
 
 	kick         chan struct{} // cap 1: dirty changed
 	broken       chan error    // cap 1: Redis dropped a subscription by itself
+	retryNow     chan struct{} // cap 1: skip the reconnect backoff (watchSentinelMasters)
 	firstAttempt chan struct{} // closed after the first connection attempt
 	firstOnce    sync.Once
 
@@ -142,6 +143,7 @@ func (b *RedisBroker) newSub(name string, c rueidis.Client, base string, dials *
 		lastErr:      "connecting",
 		kick:         make(chan struct{}, 1),
 		broken:       make(chan error, 1),
+		retryNow:     make(chan struct{}, 1),
 		firstAttempt: make(chan struct{}),
 		unsubExp:     make(map[string]int),
 		queue:        make(chan inbound, b.cfg.QueueSize),
@@ -283,6 +285,9 @@ func (s *redisSub) manage() {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
+		case <-s.retryNow: // the Sentinel master moved: try the new one now
+			t.Stop()
+			backoff = minBackoff
 		case <-s.b.ctx.Done():
 			t.Stop()
 		}

@@ -122,3 +122,47 @@ func TestRedisRefusedFailsFast(t *testing.T) {
 	b := newTestRedis(t, RedisConfig{Shards: []string{good.TLSAddr()}, Username: "u", Password: "right", TLS: tlsConf}, nil)
 	waitHealthy(t, b, 5*time.Second)
 }
+
+// TestRedisSentinelStart: a Sentinel master set works as a shard, and a
+// wrong master password or an unknown master set stops NewRedis naming the
+// shard.
+func TestRedisSentinelStart(t *testing.T) {
+	m := redistest.Start(t)
+	if _, err := redistest.Do(m.Addr(), "ACL", "SETUSER", "u", "on", ">right", "~*", "&*", "+@all"); err != nil {
+		t.Fatal(err)
+	}
+	ss := redistest.StartSentinels(t, 1, []redistest.Monitor{{Name: "set-a", Master: m.Addr()}})
+	sentinel := RedisSentinelConfig{MasterSets: []string{"set-a"}, Addrs: []string{ss[0].Addr()}}
+	c := newCollector()
+	b := newTestRedis(t, RedisConfig{Sentinel: sentinel, Prefix: testPrefix(t), Username: "u", Password: "right"}, c.handle)
+	roundTrip(t, b, b, c, 1)
+	if h := b.ShardHealth(); len(h) != 1 || h[0].Addr != "sentinel:set-a" || !h[0].Healthy {
+		t.Fatalf("ShardHealth: %+v", h)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  RedisConfig
+		want string
+	}{
+		{"wrong password", RedisConfig{Sentinel: sentinel, Username: "u", Password: "wrong"}, "WRONGPASS"},
+		{"unknown master set", RedisConfig{Sentinel: RedisSentinelConfig{MasterSets: []string{"set-a", "nope"}, Addrs: sentinel.Addrs},
+			Username: "u", Password: "right"}, "redis shard 1 (sentinel master set nope via " + ss[0].Addr() + ")"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			b, err := NewRedis(ctx, tc.cfg, nil)
+			if err == nil {
+				b.Close()
+				t.Fatal("NewRedis succeeded")
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("NewRedis took %s to fail", d)
+			}
+			if !strings.Contains(err.Error(), "redis shard") || !strings.Contains(err.Error(), "sentinel master set") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name the shard and %q", err, tc.want)
+			}
+		})
+	}
+}
