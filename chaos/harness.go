@@ -310,6 +310,7 @@ type Client struct {
 	events []event
 	cursor string
 	conns  int
+	first  int // index of the node of the first connection
 	stop   chan struct{}
 	done   chan struct{}
 	closer io.Closer
@@ -356,7 +357,7 @@ func (c *Client) run() {
 			return
 		default:
 		}
-		node := c.e.Nodes[(c.conns+attempt)%len(c.e.Nodes)]
+		node := c.e.Nodes[(c.first+c.conns+attempt)%len(c.e.Nodes)]
 		var err error
 		if c.Kind == "ws" {
 			err = c.runWS(node, tok)

@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,7 +98,7 @@ func Run(t *testing.T, f Fault) Result {
 		}{{"ws", true}, {"sse", true}, {"ws", false}} {
 			c := &Client{Name: fmt.Sprintf("%s-%s-%v", u, spec.kind, spec.resume), User: u, Kind: spec.kind, Resume: spec.resume,
 				e: e, stop: make(chan struct{}), done: make(chan struct{})}
-			c.conns = len(clients) % len(e.Nodes) // spread over the nodes
+			c.first = len(clients) % len(e.Nodes) // spread over the nodes
 			clients = append(clients, c)
 			byUser[u] = append(byUser[u], c)
 			go c.run()
@@ -222,6 +223,9 @@ func Run(t *testing.T, f Fault) Result {
 		res.LostSilently += lost
 		res.Duplicated += dups
 		res.GapsSignalled += signals
+		if os.Getenv("CHAOS_DEBUG") != "" && signals > 0 {
+			t.Logf("%s: %s", c.Name, describe(c.snapshot()))
+		}
 		if lost > 0 || dups > 0 {
 			t.Errorf("%s: client %s: %d lost silently, %d duplicated; saw %s", f.Name, c.Name, lost, dups, describe(c.snapshot()))
 		}
