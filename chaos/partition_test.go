@@ -46,7 +46,7 @@ func TestPartitionSurface(t *testing.T) {
 			defer c.Stop()
 			waitFor(t, 10*time.Second, "client connected", c.connected)
 
-tc.inject(e)
+			tc.inject(e)
 			shard := e.Proxies[0].Addr()
 			waitFor(t, 10*time.Second, "/readyz reports the cut shard", func() bool {
 				code, body := node.Get("/readyz")
