@@ -295,14 +295,17 @@ func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	err := s.upgrader.Upgrade(ctx, func(c *websocket.Conn) {
-		sess.Attach(c.UnderlyingConn())
+		// Only the socket is kept: the session reads and writes it itself,
+		// so the library's Conn and its buffers are garbage from here on.
+		conn := c.UnderlyingConn()
+		sess.Attach(conn)
 		s.metrics.Connections.WithLabelValues("ws").Inc()
 		s.metrics.Connects.WithLabelValues("ws").Inc()
 		s.log.Debug("connected", "transport", "ws", "user", sess.UserID(), "session", sess.ID(), "remote", ctx.RemoteAddr().String())
 		// Return at once so fasthttp releases the request context; the
 		// session's reader is the one goroutine this connection keeps.
 		go func() {
-			sess.ServeWS(c)
+			sess.ServeWS(conn)
 			s.end(sess)
 		}()
 	})

@@ -190,11 +190,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		},
 	}
 	s.upgrader = websocket.FastHTTPUpgrader{
-		// Client messages are small (ping, refresh); a small read buffer
-		// keeps idle connections cheap. Larger frames still read fine.
-		ReadBufferSize: 512,
-		// Herald frames outgoing messages itself; the library only writes
-		// control frames, so borrow its write buffer per message.
+		// The library does the handshake only: after it the session reads
+		// frames (protocols/wsread.go) and writes everything itself, so
+		// these buffers are never used for frames; keep them small.
+		ReadBufferSize:  512,
 		WriteBufferPool: &sync.Pool{},
 		Subprotocols:    []string{envelopeSubprotocol},
 		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // checked before Upgrade

@@ -5,22 +5,18 @@ import (
 	"net"
 	"os"
 	"time"
-
-	"github.com/fasthttp/websocket"
 )
 
-// ServeWS runs the read loop of a WebSocket session on c until the
-// connection ends, answering pings, refresh requests and malformed input.
-// The session must be attached to c's underlying connection.
+// ServeWS runs the read loop of a WebSocket session on conn, the socket
+// the session is attached to (after the upgrade), until the connection
+// ends, answering pings, refresh requests and malformed input.
 //
-// The library's Conn serves only for the handshake: ServeWS reads frames
-// from the underlying connection itself (see wsReader), enforcing the read
-// limit, the client rate and the protocol, so that every byte written to
-// the socket — replies, pongs and close frames included — goes through the
-// session's bounded queue and its one writer.
-func (s *Session) ServeWS(c *websocket.Conn) { s.serveWS(c.UnderlyingConn()) }
-
-func (s *Session) serveWS(conn net.Conn) {
+// The WebSocket library serves only for the handshake: ServeWS reads
+// frames itself (see wsReader), enforcing the read limit, the client rate
+// and the protocol, so that every byte written to the socket — replies,
+// pongs and close frames included — goes through the session's bounded
+// queue and its one writer.
+func (s *Session) ServeWS(conn net.Conn) {
 	cfg := &s.env.Config
 	r := newWSReader(conn, cfg.WSReadLimit, cfg.ClientRate, cfg.ClientBurst)
 	for !s.isClosing() {

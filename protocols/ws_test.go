@@ -36,7 +36,7 @@ func startWSServer(t *testing.T, h *harness, opts Options) *wsServer {
 			}
 			s.Attach(c.UnderlyingConn())
 			ws.sessions <- s
-			s.ServeWS(c)
+			s.ServeWS(c.UnderlyingConn())
 		})
 		if err != nil {
 			t.Errorf("Upgrade: %v", err)

@@ -223,7 +223,7 @@ func FuzzServeWS(f *testing.F) {
 		conn := &scriptConn{in: bytes.NewReader(in), chunk: 7}
 		s := NewSession(env, Options{ID: 1, UserID: "fuzz", Channels: []string{"ch"}, Transport: WSTransport{Format: WSRaw}})
 		s.Attach(conn)
-		s.serveWS(conn)
+		s.ServeWS(conn)
 		select {
 		case <-s.Done():
 		case <-time.After(waitTimeout):
