@@ -33,6 +33,21 @@ import (
 // broker's Publish method (fanout.Broker.Publish has this signature).
 type PublishFunc func(ctx context.Context, channel string, data []byte, opts fanout.PublishOptions) (fanout.PublishResult, error)
 
+// TopFunc returns the newest position of a Herald channel; a node passes
+// a function around its broker's History (fanout.Broker.History with a
+// zero position).
+type TopFunc func(ctx context.Context, channel string) (fanout.Position, error)
+
+// Option adjusts an Ingest.
+type Option func(*Ingest)
+
+// WithTop gives the pubsub layer the broker's channel tops, which it reads
+// before subscribing to a group. With it, an idempotency key that an
+// earlier identical message left in the broker (before this node
+// subscribed: a node restart) is not mistaken for a copy of a new message
+// received by another node, so the new message is delivered.
+func WithTop(top TopFunc) Option { return func(in *Ingest) { in.top = top } }
+
 // Stats are the ingest's counters since it started.
 type Stats struct {
 	// Received counts messages read from Redis.
@@ -107,6 +122,7 @@ type Ingest struct {
 	style   Style
 	types   map[string]bool
 	publish PublishFunc
+	top     TopFunc // nil: no floor (see WithTop)
 	log     *slog.Logger
 	node    string
 
@@ -131,7 +147,7 @@ type Ingest struct {
 // NewIngest connects to the configured Redis hosts and starts reading.
 // publish is called for every message, in order per group; log receives
 // one line per problem (rate limited).
-func NewIngest(cfg config.ChannelsRedis, publish PublishFunc, log *slog.Logger) (*Ingest, error) {
+func NewIngest(cfg config.ChannelsRedis, publish PublishFunc, log *slog.Logger, opts ...Option) (*Ingest, error) {
 	cfg.Enabled = true
 	if err := cfg.Validate("compat.channels_redis"); err != nil {
 		return nil, err
@@ -154,6 +170,9 @@ func NewIngest(cfg config.ChannelsRedis, publish PublishFunc, log *slog.Logger) 
 		cancel: cancel,
 		groups: make(map[string]*groupState),
 		kick:   make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(in)
 	}
 	if cfg.JSONStyle == "compact" {
 		in.style = StyleCompact
@@ -527,8 +546,23 @@ func (in *Ingest) malformed(err error, payload []byte) {
 }
 
 // deliver publishes data to ch, retrying failed publishes with backoff
-// until deadline. It reports whether the message was published.
-func (in *Ingest) deliver(ch string, data []byte, key string, deadline time.Time) bool {
+// until deadline. It reports whether the message was published, and the
+// broker's answer.
+func (in *Ingest) deliver(ch string, data []byte, key string, deadline time.Time) (fanout.PublishResult, bool) {
+	res, ok := in.publishRetry(ch, data, key, deadline)
+	if ok {
+		if res.Duplicate {
+			in.stats.duplicates.Add(1)
+		} else {
+			in.stats.published.Add(1)
+		}
+	}
+	return res, ok
+}
+
+// publishRetry publishes data to ch, retrying failed publishes with
+// backoff until deadline. It counts failures, not outcomes.
+func (in *Ingest) publishRetry(ch string, data []byte, key string, deadline time.Time) (fanout.PublishResult, bool) {
 	backoff := 50 * time.Millisecond
 	for {
 		// Not derived from in.ctx: a message already taken from Redis gets
@@ -537,18 +571,13 @@ func (in *Ingest) deliver(ch string, data []byte, key string, deadline time.Time
 		res, err := in.publish(ctx, ch, data, fanout.PublishOptions{IdempotencyKey: key})
 		cancel()
 		if err == nil {
-			if res.Duplicate {
-				in.stats.duplicates.Add(1)
-			} else {
-				in.stats.published.Add(1)
-			}
-			return true
+			return res, true
 		}
 		in.stats.publishErrors.Add(1)
 		if errors.Is(err, fanout.ErrInvalidChannel) || time.Now().Add(backoff).After(deadline) || in.ctx.Err() != nil {
 			in.stats.dropped.Add(1)
 			in.log.Warn("channels message dropped: publish failed", "channel", ch, "err", err)
-			return false
+			return fanout.PublishResult{}, false
 		}
 		in.limiter.do(func() { in.log.Warn("publish of a channels message failed, retrying", "channel", ch, "err", err) })
 		select {

@@ -379,3 +379,57 @@ func TestCoreMembershipsRestoredAfterFlush(t *testing.T) {
 		t.Errorf("node marker kept after Close: %v", n)
 	}
 }
+
+// TestPubSubRepeatAfterRestart: an identical payload sent again after a
+// node restart is a new message, not a copy: the broker still holds the
+// idempotency key the first one left ("#1"), and the restarted node's
+// counter starts afresh. With two nodes (one restarted, one not) the
+// repeat is still published exactly once.
+func TestPubSubRepeatAfterRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	col := newCollector(t, "user:78")
+	top := WithTop(func(ctx context.Context, ch string) (fanout.Position, error) {
+		res, err := col.broker.History(ctx, ch, fanout.Position{}, 0)
+		return res.Top, err
+	})
+	start := func() *Ingest {
+		t.Helper()
+		in, err := NewIngest(testConfig("pubsub", srv), col.broker.Publish, testLog(t), top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { in.Close() })
+		in.Interest("user:78")
+		syncIngest(t, in)
+		return in
+	}
+	payload := string(mustPack(t, map[string]any{"type": "send_notification",
+		"message": map[string]any{"type": "maintenance", "at": "22:00"}}))
+	send := func() {
+		t.Helper()
+		if _, err := redistest.Do(srv.Addr(), "PUBLISH", "asgi__group__user_78", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := start()
+	send()
+	col.wait(t, "user:78", 1, 5*time.Second)
+	a.Close() // the node restarts
+	a = start()
+	send()
+	col.wait(t, "user:78", 2, 5*time.Second)
+	// A second node joins; the first restarts again: the third send is
+	// received by both and published once.
+	b := start()
+	a.Close()
+	a = start()
+	send()
+	col.wait(t, "user:78", 3, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if n := col.count("user:78"); n != 3 {
+		t.Fatalf("%d messages, want 3 (one per send)", n)
+	}
+	if sa, sb := a.Stats(), b.Stats(); sa.Published+sb.Published != 1 || sa.Duplicates+sb.Duplicates != 1 {
+		t.Errorf("third send: published %d+%d, duplicates %d+%d, want 1 and 1", sa.Published, sb.Published, sa.Duplicates, sb.Duplicates)
+	}
+}

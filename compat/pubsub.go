@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/heraldrt/herald/fanout"
 )
 
 // pubsubQueue bounds the messages waiting for publish per host.
@@ -26,7 +28,9 @@ const pubsubQueue = 16384
 // this node saw that same payload within the dedupe window ("#1", "#2",
 // …): copies received by other nodes carry the same key and the broker
 // keeps one, while a real repeat (a second identical group_send) gets the
-// next ordinal and is published again.
+// next ordinal and is published again. Keys the broker holds for messages
+// published before this node subscribed (an earlier identical message,
+// before a restart) are skipped the same way: see psHost.floors.
 type pubsub struct {
 	in     *Ingest
 	prefix string // "<prefix>__group__"
@@ -43,6 +47,11 @@ type psHost struct {
 	mu        sync.Mutex
 	want      map[string]bool // Redis channels to be subscribed
 	confirmed map[string]bool // subscriptions Redis confirmed
+	// floors holds, per Redis channel, its Herald channel's top read just
+	// before the last SUBSCRIBE: a message this node receives is published
+	// after it, so an idempotency key whose message sits at or below it
+	// was left by an earlier identical message, not by a copy.
+	floors map[string]fanout.Position
 
 	seen map[[32]byte]*seenEntry // delivery goroutine only
 }
@@ -59,6 +68,7 @@ func newPubSub(in *Ingest) *pubsub {
 			p: p, idx: i, client: c,
 			queue: make(chan string, pubsubQueue), kick: make(chan struct{}, 1),
 			want: map[string]bool{}, confirmed: map[string]bool{}, seen: map[[32]byte]*seenEntry{},
+			floors: map[string]fanout.Position{},
 		})
 	}
 	return p
@@ -197,6 +207,7 @@ func (h *psHost) session() (up bool, err error) {
 		defer cancel()
 		for len(sub) > 0 {
 			n := min(len(sub), 1024)
+			h.readFloors(ctx, sub[:n])
 			if err := dc.Do(ctx, dc.B().Subscribe().Channel(sub[:n]...).Build()).Error(); err != nil {
 				return err
 			}
@@ -233,6 +244,44 @@ func (h *psHost) session() (up bool, err error) {
 		}
 	}
 }
+
+// readFloors records the Herald channel tops of the Redis channels about
+// to be subscribed (see floors). A top that cannot be read leaves no
+// floor: every duplicate then counts as a copy.
+func (h *psHost) readFloors(ctx context.Context, names []string) {
+	in := h.p.in
+	for _, name := range names {
+		var top fanout.Position
+		ok := false
+		if group, found := strings.CutPrefix(name, h.p.prefix); found && in.top != nil {
+			if ch, mapped := channelFor(in.rules, group); mapped {
+				var err error
+				top, err = in.top(ctx, ch)
+				ok = err == nil
+			}
+		}
+		h.mu.Lock()
+		if ok {
+			h.floors[name] = top
+		} else {
+			delete(h.floors, name)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// earlier reports whether pos, the position of the message an
+// idempotency key belongs to, was published before this node subscribed
+// to name, so that it cannot be a copy of what the node just received.
+func (h *psHost) earlier(name string, pos fanout.Position) bool {
+	h.mu.Lock()
+	f, ok := h.floors[name]
+	h.mu.Unlock()
+	return ok && pos.Epoch == f.Epoch && pos.Offset <= f.Offset
+}
+
+// maxOrdinalSkips bounds how many stale keys one message skips.
+const maxOrdinalSkips = 64
 
 // deliverer publishes queued messages in order.
 func (h *psHost) deliverer() {
@@ -289,8 +338,26 @@ func (h *psHost) handle(m string) {
 		e = &seenEntry{}
 		h.seen[fp] = e
 	}
-	e.n++
 	e.last = now
-	key := "cp:" + hex.EncodeToString(fp[:12]) + "#" + strconv.Itoa(e.n)
-	in.deliver(ch, data, key, now.Add(in.cfg.Expiry))
+	prefix := "cp:" + hex.EncodeToString(fp[:12]) + "#"
+	for skips := 0; ; skips++ {
+		e.n++
+		res, ok := in.publishRetry(ch, data, prefix+strconv.Itoa(e.n), now.Add(in.cfg.Expiry))
+		if !ok {
+			return
+		}
+		if res.Duplicate && skips < maxOrdinalSkips && h.earlier(name, res.Pos) {
+			// The key was left by an identical message sent before this
+			// node subscribed (before a restart, or while it was cut off):
+			// this is a new message. Take the next ordinal, as the nodes
+			// that saw the earlier one do.
+			continue
+		}
+		if res.Duplicate {
+			in.stats.duplicates.Add(1)
+		} else {
+			in.stats.published.Add(1)
+		}
+		return
+	}
 }

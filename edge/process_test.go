@@ -3,6 +3,7 @@ package edge
 import (
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +95,77 @@ limits:
 	}
 	if strings.Contains(b.Log(), "panic") {
 		t.Fatalf("node B log:\n%s", b.Log())
+	}
+}
+
+// TestPubSubRepeatAfterNodeRestart: with the channels_redis pubsub layer
+// and the Redis broker, Django sends an event, the node restarts (SIGTERM,
+// then in another run SIGKILL), the user reconnects, and Django sends the
+// same event again (the same bytes): the user receives it. The broker
+// still remembers the first one's idempotency key; it must not make the
+// repeat a "duplicate".
+func TestPubSubRepeatAfterNodeRestart(t *testing.T) {
+	if exec.Command("/usr/bin/python3", "-c", "import channels_redis").Run() != nil {
+		requireInCI(t, "python3-channels-redis not installed")
+	}
+	for _, sig := range []string{"SIGTERM", "SIGKILL"} {
+		t.Run(sig, func(t *testing.T) {
+			channels, broker := redistest.Start(t), redistest.Start(t)
+			node := nodetest.Start(t, processConfig(fmt.Sprintf(`fanout:
+  broker: redis
+  redis:
+    shards: [%q]
+compat:
+  channels_redis:
+    enabled: true
+    layer: pubsub
+    hosts: ["redis://%s"]
+`, broker.Addr(), channels.Addr())))
+			tok := q("token", token(t, "78", time.Hour))
+			event := `{"type": "maintenance", "at": "22:00"}`
+			sendAndReceive := func(what string) {
+				t.Helper()
+				ws, _, err := dialProcess(t, node, tok)
+				if err != nil {
+					t.Fatalf("%s: connect: %v", what, err)
+				}
+				readWS(t, ws)
+				waitSubscribed(t, channels.Addr(), "asgi__group__user_78")
+				out, err := exec.Command("/usr/bin/python3", "../compat/testdata/group_send_one.py", "pubsub",
+					"redis://"+channels.Addr(), "user_78", event).Output()
+				if err != nil {
+					t.Fatalf("group_send_one.py: %v", err)
+				}
+				if got, want := string(readWS(t, ws)), strings.TrimSpace(string(out)); got != want {
+					t.Fatalf("%s: received %s, want %s", what, got, want)
+				}
+				ws.Close()
+			}
+			sendAndReceive("first send")
+			if sig == "SIGTERM" {
+				node.Stop()
+			} else {
+				node.Kill()
+			}
+			node.Restart()
+			sendAndReceive("the same event after a " + sig + " restart")
+		})
+	}
+}
+
+// waitSubscribed waits until some client subscribes to channel on the
+// Redis at addr.
+func waitSubscribed(t *testing.T, addr, channel string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := redistest.Do(addr, "PUBSUB", "NUMSUB", channel)
+		if a, ok := r.([]any); err == nil && ok && len(a) == 2 && a[1] != int64(0) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody subscribed to %s within 10s: %v %v", channel, r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

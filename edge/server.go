@@ -112,7 +112,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		s.metrics.RegisterRedis(rb)
 	}
 	if cfg.Compat.ChannelsRedis.Enabled {
-		in, err := compat.NewIngest(cfg.Compat.ChannelsRedis, b.Publish, log.With("component", "channels_redis"))
+		top := func(ctx context.Context, ch string) (fanout.Position, error) {
+			res, err := b.History(ctx, ch, fanout.Position{}, 0)
+			return res.Top, err
+		}
+		in, err := compat.NewIngest(cfg.Compat.ChannelsRedis, b.Publish, log.With("component", "channels_redis"), compat.WithTop(top))
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("compat.channels_redis: %w", err)
