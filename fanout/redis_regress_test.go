@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,5 +179,56 @@ func TestRedisTraceParentCannotShiftData(t *testing.T) {
 		if string(ms[i].Data) != `{"n":"`+tp+`"}` || ms[i].TraceParent != tp {
 			t.Fatalf("message %d: data %q traceparent %q, want %q and %q", i, ms[i].Data, ms[i].TraceParent, `{"n":"`+tp+`"}`, tp)
 		}
+	}
+}
+
+// TestRedisRecheckAfterProcessChange covers the race the generation check
+// cannot see in the script: a publish that trusted the generation while
+// its command travelled on a connection to a new Redis process. recheck
+// (run when a dial happened during the publish) must then move the channel
+// to a new epoch and fail the publish with ErrShardChanged.
+func TestRedisRecheckAfterProcessChange(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := testPrefix(t)
+	b := newTestRedis(t, RedisConfig{Shards: []string{srv.Addr()}, Prefix: prefix}, nil)
+	ctx := context.Background()
+	first, err := b.Publish(ctx, "c", []byte("1"), PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := b.sub("c")
+	// The belief is dropped whenever the client opens a connection (the
+	// pub/sub one may come after the first publish): publish until known.
+	old, _ := s.belief()
+	for i := 0; old == "" && i < 50; i++ {
+		if _, err := b.Publish(ctx, "c", []byte("x"), PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		old, _ = s.belief()
+	}
+	if old == "" {
+		t.Fatal("no generation known after publishing")
+	}
+	if _, err := redistest.Do(srv.Addr(), "SAVE"); err != nil {
+		t.Fatal(err)
+	}
+	srv.RestartFromDisk()
+	if err := b.recheck(ctx, s, "c", old); !errors.Is(err, ErrShardChanged) || !errors.Is(err, ErrShardUnavailable) {
+		t.Fatalf("recheck with the old process's generation: %v", err)
+	}
+	res, err := b.History(ctx, "c", first.Pos, 0)
+	if !errors.Is(err, ErrEpochChanged) || res.Top.Epoch == first.Pos.Epoch {
+		t.Fatalf("History after recheck: %v (top %s, first %s)", err, res.Top, first.Pos)
+	}
+	now, _ := s.belief()
+	for i := 0; now == "" && i < 50; i++ {
+		b.History(ctx, "c", Position{}, 0) // reads the generation again
+		now, _ = s.belief()
+	}
+	if now == "" || now == old {
+		t.Fatalf("generation after the restart: %q (before: %q)", now, old)
+	}
+	if err := b.recheck(ctx, s, "c", now); err != nil {
+		t.Fatalf("recheck with the current generation: %v", err)
 	}
 }
