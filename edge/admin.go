@@ -38,9 +38,15 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "the admin API is disabled (set admin.key)")
 		return
 	}
+	if serveConsoleAsset(ctx, string(ctx.Path())) {
+		return
+	}
 	if !s.adminAuthorized(ctx) {
 		s.log.Info("admin request refused", "reason", "bad_admin_key", "remote", ctx.RemoteAddr().String())
 		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong X-Admin-Key")
+		return
+	}
+	if s.handleConsoleAPI(ctx, string(ctx.Path())) {
 		return
 	}
 	switch string(ctx.Path()) {

@@ -26,15 +26,16 @@ const controlReplyWindow = 750 * time.Millisecond
 
 // controlMessage is sent between nodes.
 type controlMessage struct {
-	Type   string     `json:"type"` // evict, list, disconnect, reply
-	User   string     `json:"user,omitempty"`
-	Conn   string     `json:"conn,omitempty"`
-	Reason string     `json:"reason,omitempty"`
-	Req    string     `json:"req,omitempty"`
-	Reply  string     `json:"reply,omitempty"` // channel to answer on
-	Node   string     `json:"node,omitempty"`
-	Conns  []connInfo `json:"conns,omitempty"`
-	Count  int        `json:"count,omitempty"`
+	Type   string      `json:"type"` // evict, list, disconnect, reply
+	User   string      `json:"user,omitempty"`
+	Conn   string      `json:"conn,omitempty"`
+	Reason string      `json:"reason,omitempty"`
+	Req    string      `json:"req,omitempty"`
+	Reply  string      `json:"reply,omitempty"` // channel to answer on
+	Node   string      `json:"node,omitempty"`
+	Conns  []connInfo  `json:"conns,omitempty"`
+	Count  int         `json:"count,omitempty"`
+	Status *nodeStatus `json:"status,omitempty"`
 }
 
 // connInfo describes one connection for the admin API.
@@ -47,6 +48,8 @@ type connInfo struct {
 	ConnectedAt time.Time `json:"connected_at"`
 	Cursor      string    `json:"cursor"`
 	Channels    []string  `json:"channels"`
+	Types       string    `json:"types,omitempty"`
+	Preferences string    `json:"preferences,omitempty"`
 }
 
 // replies collects answers to one admin request.
@@ -79,6 +82,8 @@ func (s *Server) onControl(data []byte) {
 		}
 	case "list":
 		s.sendControl(c.Reply, controlMessage{Type: "reply", Req: c.Req, Node: s.node, Conns: s.localConns(c.User)})
+	case "status":
+		s.sendControl(c.Reply, controlMessage{Type: "reply", Req: c.Req, Node: s.node, Status: s.localStatus()})
 	case "disconnect":
 		n := s.disconnectLocal(c.User, c.Reason)
 		s.sendControl(c.Reply, controlMessage{Type: "reply", Req: c.Req, Node: s.node, Count: n})
@@ -139,9 +144,11 @@ func (s *Server) localConns(user string) []connInfo {
 		if user != "" && sess.UserID() != user {
 			continue
 		}
+		types, prefs := sess.TypeFilters()
 		out = append(out, connInfo{
 			Node: s.node, Session: sess.ID(), User: sess.UserID(), Transport: sess.Transport().Name(),
 			Remote: sess.Remote(), ConnectedAt: sess.Connected().UTC(), Cursor: sess.Cursor(), Channels: sess.Channels(),
+			Types: types, Preferences: prefs,
 		})
 	}
 	return out

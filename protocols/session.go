@@ -1046,3 +1046,9 @@ func (s *Session) recoverGap(channel string, since fanout.Position) {
 		s.env.Writers.schedule(s)
 	}
 }
+
+// TypeFilters returns the connection's ?types= filter and the user's
+// stored preferences, in ?types= syntax ("" when unset).
+func (s *Session) TypeFilters() (conn, prefs string) {
+	return s.opts.Filter.String(), s.prefs.Load().String()
+}
