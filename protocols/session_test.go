@@ -964,3 +964,43 @@ func TestWritersClosedStillFlush(t *testing.T) {
 	}
 	waitDone(t, s)
 }
+
+// TestSessionRepliesBounded: replies to the client (pongs, error events)
+// count against the queue limits like messages: a session whose writer
+// cannot drain (not yet attached here) is closed as a slow consumer once
+// either limit is reached, with its backlog dropped.
+func TestSessionRepliesBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		it   item
+		max  int // replies accepted before the close
+	}{
+		{"messages limit", Config{MaxQueue: 8}, item{kind: itemRaw, b: appendFrame(nil, opPong, []byte("x"))}, 8},
+		// 125-byte pong events: 8 fit in 1000 bytes.
+		{"bytes limit", Config{MaxQueueBytes: 1000}, item{kind: itemEvent, b: PongEvent([]byte(`"` + strings.Repeat("t", 95) + `"`))}, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.cfg, fanout.MemoryConfig{})
+			s := NewSession(h.env, Options{ID: 1, UserID: "u", Channels: []string{"ch"}, Transport: WSTransport{Format: WSRaw}})
+			for i := range 1000 {
+				s.reply(tc.it)
+				if s.CloseReason() != (CloseReason{}) {
+					if i != tc.max {
+						t.Fatalf("closed after %d replies, want %d", i, tc.max)
+					}
+					break
+				}
+			}
+			if s.CloseReason() != CloseSlowConsumer {
+				t.Fatalf("CloseReason = %+v, want slow_consumer", s.CloseReason())
+			}
+			s.mu.Lock()
+			n, bytes := len(s.queue), s.queueBytes
+			s.mu.Unlock()
+			if n != 1 || bytes != 0 {
+				t.Fatalf("after the close: %d items (%d bytes) queued, want only the close", n, bytes)
+			}
+		})
+	}
+}
