@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -183,18 +184,18 @@ func NewIngest(cfg config.ChannelsRedis, publish PublishFunc, log *slog.Logger, 
 			in.types[t] = true
 		}
 	}
-	for _, h := range cfg.Hosts {
+	for i, h := range cfg.Hosts {
 		opt, err := clientOption(h, cfg)
 		if err != nil {
 			in.closeClients()
 			cancel()
-			return nil, fmt.Errorf("compat.channels_redis.hosts: %w", err)
+			return nil, fmt.Errorf("compat.channels_redis.hosts[%d]: %w", i, err)
 		}
 		c, err := rueidis.NewClient(opt)
 		if err != nil {
 			in.closeClients()
 			cancel()
-			return nil, fmt.Errorf("compat.channels_redis: connect %s: %w", h, err)
+			return nil, fmt.Errorf("compat.channels_redis.hosts[%d] (%s): connect: %w", i, redactHost(h), err)
 		}
 		in.clients = append(in.clients, c)
 	}
@@ -215,7 +216,7 @@ func clientOption(host string, cfg config.ChannelsRedis) (rueidis.ClientOption, 
 	if strings.Contains(host, "://") {
 		o, err := rueidis.ParseURL(host)
 		if err != nil {
-			return opt, fmt.Errorf("host %q: %w", host, err)
+			return opt, fmt.Errorf("host %s: %w", redactHost(host), err)
 		}
 		opt = o
 	} else {
@@ -224,12 +225,33 @@ func clientOption(host string, cfg config.ChannelsRedis) (rueidis.ClientOption, 
 		}
 		opt.InitAddress = []string{host}
 	}
+	if opt.TLSConfig != nil || cfg.TLS.Enabled { // rediss://, or TLS for every host
+		t := cfg.TLS
+		t.Enabled = true
+		conf, err := t.Build()
+		if err != nil {
+			return opt, fmt.Errorf("compat.channels_redis.tls: %w", err)
+		}
+		if conf.ServerName == "" && len(opt.InitAddress) == 1 {
+			conf.ServerName, _, _ = net.SplitHostPort(opt.InitAddress[0])
+		}
+		opt.TLSConfig = conf
+	}
 	opt.ForceSingleClient = true
 	opt.DisableCache = true
 	opt.Dialer = net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: time.Second}
 	opt.ConnWriteTimeout = max(cfg.CommandTimeout, 3*time.Second)
 	opt.ClientName = "herald-compat"
 	return opt, nil
+}
+
+// redactHost is a CHANNEL_LAYERS host fit for a log line: a URL's
+// password is replaced.
+func redactHost(h string) string {
+	if u, err := url.Parse(h); err == nil && strings.Contains(h, "://") {
+		return u.Redacted()
+	}
+	return h
 }
 
 func (in *Ingest) closeClients() {

@@ -3,8 +3,11 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/heraldrt/herald/fanout"
 )
 
 // Compat configures the migration aids for applications that used Django
@@ -79,6 +82,10 @@ type ChannelsRedis struct {
 	DedupeWindow time.Duration `koanf:"dedupe_window"`
 	// MaxMessageBytes is the largest payload decoded (default 1 MiB).
 	MaxMessageBytes int `koanf:"max_message_bytes"`
+	// TLS configures TLS for rediss:// hosts (CA, client certificate,
+	// server name); with TLS.Enabled every host uses TLS, "host:port" and
+	// redis:// ones too.
+	TLS fanout.RedisTLSConfig `koanf:"tls"`
 	// DialTimeout and CommandTimeout bound Redis operations (2s each).
 	DialTimeout    time.Duration `koanf:"dial_timeout"`
 	CommandTimeout time.Duration `koanf:"command_timeout"`
@@ -236,6 +243,18 @@ func (c ChannelsRedis) Validate(key string) error {
 	}
 	if c.DialTimeout <= 0 || c.CommandTimeout <= 0 {
 		return bad("command_timeout", "dial_timeout and command_timeout must be positive")
+	}
+	for _, kf := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}} {
+		if kf[1] != "" {
+			if _, err := os.Stat(kf[1]); err != nil {
+				return bad(kf[0], "%v", err)
+			}
+		}
+	}
+	t := c.TLS
+	t.Enabled = true
+	if _, err := t.Build(); err != nil {
+		return bad("tls", "%v", err)
 	}
 	return nil
 }

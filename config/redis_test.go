@@ -91,6 +91,16 @@ func TestValidateRedis(t *testing.T) {
 			c.Fanout.Redis.Shards = []string{"127.0.0.1:6379"}
 			c.Fanout.Redis.TLS = fanoutTLS(notPEM, "", "")
 		}, keys: []string{"fanout.redis.tls"}},
+		{name: "compat tls ca missing", mutate: func(c *config.Config) {
+			c.Compat.ChannelsRedis.Enabled = true
+			c.Compat.ChannelsRedis.Hosts = []string{"rediss://u:p@127.0.0.1:6380"}
+			c.Compat.ChannelsRedis.TLS.CAFile = filepath.Join(dir, "none-ca.pem")
+		}, keys: []string{"compat.channels_redis.tls.ca_file"}},
+		{name: "compat tls ca not PEM", mutate: func(c *config.Config) {
+			c.Compat.ChannelsRedis.Enabled = true
+			c.Compat.ChannelsRedis.Hosts = []string{"rediss://u:p@127.0.0.1:6380"}
+			c.Compat.ChannelsRedis.TLS.CAFile = notPEM
+		}, keys: []string{"compat.channels_redis.tls"}},
 		{name: "tls disabled ignores files", mutate: func(c *config.Config) {
 			c.Fanout.Broker = "redis"
 			c.Fanout.Redis.Shards = []string{"127.0.0.1:6379"}
