@@ -127,6 +127,11 @@ func testSlowConsumerResume(t *testing.T, historySize int) {
 		c.Stream.MaxQueue = 8
 		c.API.MaxBodyBytes = 1 << 20
 		c.History.Size = historySize
+		// The client reads only after the whole publish loop, which can
+		// take a while on a loaded machine: the final event and close
+		// frame must wait for it rather than hit the write timeout (a
+		// different, correct, disconnect without them).
+		c.Stream.WriteTimeout = 2 * time.Minute
 	})
 	tok := token(t, "slow2", time.Hour)
 	d := websocket.Dialer{}
