@@ -227,7 +227,8 @@ func TestRedisClusterNodes(t *testing.T) {
 }
 
 // TestRedisClusterWidePerUserLimit: the per-user limit counts connections
-// on every node, in both policies, and a dead node's leases expire.
+// on every node, in both policies. A dead node's connections stop counting
+// within seconds: TestNodeKilledFreesUserSlots (real processes, SIGKILL).
 func TestRedisClusterWidePerUserLimit(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, policy := range []string{"reject_new", "evict_oldest"} {

@@ -82,3 +82,58 @@ func TestConnsOfDeadNodeStopCounting(t *testing.T) {
 		})
 	}
 }
+
+// TestConnLeaseExpiryAndRenewal: a live node's connection counts while
+// RenewConns extends its lease and stops counting once the lease runs out
+// without renewal; RenewConns re-registers a connection a restarted shard
+// forgot.
+func TestConnLeaseExpiryAndRenewal(t *testing.T) {
+	srvs, addrs := startShards(t, 1)
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: testPrefix(t)}, nil)
+	ctx := context.Background()
+	const lease = 600 * time.Millisecond
+	acquire := func(user, conn string) bool {
+		t.Helper()
+		_, ok, err := b.AcquireConn(ctx, user, conn, 1, false, lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !acquire("renewed", "na.1") || !acquire("lapsed", "na.2") {
+		t.Fatal("first connections refused")
+	}
+	// Node na stays alive; only "renewed"'s lease is renewed.
+	for end := time.Now().Add(3 * lease); time.Now().Before(end); time.Sleep(lease / 4) {
+		if err := b.NodeAlive(ctx, "na"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.RenewConns(ctx, map[string][]string{"renewed": {"na.1"}}, lease); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if acquire("renewed", "nb.1") {
+		t.Fatal("a renewed lease stopped counting")
+	}
+	if !acquire("lapsed", "nb.1") {
+		t.Fatal("a lease not renewed for 3 lease periods still counts")
+	}
+	// The shard restarts empty: the next renewal puts the connection back.
+	srvs[0].Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.RenewConns(ctx, map[string][]string{"renewed": {"na.1"}}, time.Minute) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("RenewConns failed after the shard restart")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := b.NodeAlive(ctx, "na"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.UserConns(ctx, "renewed"); err != nil || n != 1 {
+		t.Fatalf("after the restart and a renewal: %d connections, %v; want 1", n, err)
+	}
+	if acquire("renewed", "nb.1") {
+		t.Fatal("a re-registered connection does not count")
+	}
+}
