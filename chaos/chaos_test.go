@@ -98,6 +98,24 @@ var faults = []Fault{
 		},
 	},
 	{
+		Name:          "Sentinel master SIGKILL, replica promoted",
+		Short:         true,
+		Topology:      Topology{Setup: startSentinels},
+		Hold:          time.Millisecond, // the sentinels heal it: recovery counts from the kill
+		RecoverWithin: 10 * time.Second,
+		Inject:        func(t testing.TB, e *Env) { e.Shards[e.ShardOf(e.Users[0])].Kill() },
+	},
+	{
+		Name:          "Sentinel master frozen (SIGSTOP), replica promoted",
+		Topology:      Topology{Setup: startSentinels},
+		Hold:          time.Millisecond,
+		RecoverWithin: 10 * time.Second,
+		Inject:        func(t testing.TB, e *Env) { e.Shards[e.ShardOf(e.Users[0])].Pause() },
+		Heal: func(t testing.TB, e *Env) {
+			t.Cleanup(e.Shards[e.ShardOf(e.Users[0])].Resume) // after counting: it rejoins as a replica
+		},
+	},
+	{
 		Name:   "Herald node SIGKILL",
 		Short:  true,
 		Inject: func(t testing.TB, e *Env) { e.Nodes[1].Kill() },
@@ -113,6 +131,25 @@ var faults = []Fault{
 func startCluster(t testing.TB, e *Env) {
 	e.Cluster = redistest.StartClusterWithReplicas(t, 3, 1)
 	e.Env = append(e.Env, "HERALD_FANOUT__REDIS__CLUSTER="+strings.Join(e.Cluster.Addrs(), ","), "HERALD_FANOUT__REDIS__PARTITIONS=8")
+}
+
+// startSentinels starts two Sentinel master sets (a master and a replica
+// each) watched by three sentinels, and points the nodes at them. e.Shards
+// are the masters.
+func startSentinels(t testing.TB, e *Env) {
+	var monitors []redistest.Monitor
+	for i, name := range []string{"chaos-a", "chaos-b"} {
+		m := redistest.Start(t)
+		redistest.StartReplica(t, m.Addr())
+		e.Shards = append(e.Shards, m)
+		monitors = append(monitors, redistest.Monitor{Name: name, Master: e.Shards[i].Addr(), Replicas: 1})
+	}
+	var addrs []string
+	for _, s := range redistest.StartSentinels(t, 3, monitors) {
+		addrs = append(addrs, s.Addr())
+	}
+	e.Env = append(e.Env, "HERALD_FANOUT__REDIS__SENTINEL__MASTER_SETS=chaos-a,chaos-b",
+		"HERALD_FANOUT__REDIS__SENTINEL__ADDRS="+strings.Join(addrs, ","))
 }
 
 // TestChaos runs every fault (the short ones unless CHAOS_LONG=1) and
