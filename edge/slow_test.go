@@ -65,12 +65,12 @@ func TestSlowReaderCoalescedOthersOnTime(t *testing.T) {
 	// fail the test but a publish or writer that waits for the stalled
 	// client does.
 	early, late := median(lat[:n/8]), median(lat[n*3/4:])
-	bound := max(5*early, 100*time.Millisecond)
+	bound := max(5*early, 200*time.Millisecond)
 	t.Logf("fast client median latency: first %d messages %s, last %d %s (bound %s)", n/8, early, n/4, late, bound)
 	if late > bound {
 		t.Fatalf("fast client slowed by the stalled one: median latency %s while it stalls, %s before", late, early)
 	}
-	if worst := slices.Max(lat[n*3/4:]); worst > max(50*early, 2*time.Second) {
+	if worst := slices.Max(lat[n*3/4:]); worst > max(50*early, 5*time.Second) {
 		t.Fatalf("fast client waited %s for one message while the slow one stalled", worst)
 	}
 	ts.publishTo(t, "slow", `{"type":"oracle_upload_completed","transaction_id":1}`)
