@@ -92,7 +92,12 @@ if idem then
   redis.call('SET', idem, epoch .. ':' .. off, 'PX', ARGV[8], 'NX')
 end
 -- The traceparent's length goes before it, so no byte of it can shift the data.
-local payload = 'h2|' .. epoch .. '|' .. off .. '|' .. ts .. '|' .. #ARGV[3] .. '|' .. ARGV[3] .. ARGV[2]
+-- (An empty one, the common case, skips formatting a number.)
+local tplen = '0'
+if ARGV[3] ~= '' then
+  tplen = string.format('%d', #ARGV[3])
+end
+local payload = 'h2|' .. epoch .. '|' .. off .. '|' .. ts .. '|' .. tplen .. '|' .. ARGV[3] .. ARGV[2]
 if ARGV[9] == '1' then
   redis.call('SPUBLISH', ARGV[1], payload)
 else
