@@ -620,8 +620,8 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxConnections < 0 || c.Limits.PerIP < 0 || c.Limits.PerIPRate < 0 {
 		bad("limits", "max_connections, per_ip and per_ip_rate must not be negative")
 	}
-	if c.Limits.ClientRate < 0 {
-		bad("limits.client_rate", "must not be negative, got %v", c.Limits.ClientRate)
+	if !(c.Limits.ClientRate >= 0) || c.Limits.ClientRate > 1e6 { // !(>= 0) also catches NaN
+		bad("limits.client_rate", "must be between 0 (off) and 1000000 frames per second, got %v", c.Limits.ClientRate)
 	}
 	if c.Limits.ClientRate > 0 && c.Limits.ClientBurst < 1 {
 		bad("limits.client_burst", "must be at least 1 when limits.client_rate is set, got %d", c.Limits.ClientBurst)

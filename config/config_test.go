@@ -3,6 +3,7 @@ package config_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -516,6 +517,10 @@ func TestValidate(t *testing.T) {
 		{name: "writers zero", mutate: func(c *config.Config) { c.Stream.Writers = 0 }, keys: []string{"stream.writers"}},
 		{name: "coalesce without member", mutate: func(c *config.Config) { c.Stream.Coalesce = []string{"ok:id", "progress:", "bare"} }, keys: []string{"stream.coalesce", "stream.coalesce"}},
 		{name: "per user negative", mutate: func(c *config.Config) { c.Limits.PerUser = -1 }, keys: []string{"limits.per_user"}},
+		{name: "client rate negative", mutate: func(c *config.Config) { c.Limits.ClientRate = -1 }, keys: []string{"limits.client_rate"}},
+		{name: "client rate NaN", mutate: func(c *config.Config) { c.Limits.ClientRate = math.NaN() }, keys: []string{"limits.client_rate"}},
+		{name: "client rate off", mutate: func(c *config.Config) { c.Limits.ClientRate, c.Limits.ClientBurst = 0, 0 }},
+		{name: "client burst zero", mutate: func(c *config.Config) { c.Limits.ClientBurst = 0 }, keys: []string{"limits.client_burst"}},
 		{name: "per user policy", mutate: func(c *config.Config) { c.Limits.PerUserPolicy = "drop" }, keys: []string{"limits.per_user_policy"}},
 		{name: "per ip rate without burst", mutate: func(c *config.Config) {
 			c.Limits.PerIPRate = 1
