@@ -59,6 +59,11 @@ type Server struct {
 	// loopback host: localhost, 127.0.0.1, [::1]). The request's own host is always
 	// allowed; requests without Origin (non-browsers) are allowed.
 	AllowedOrigins []string `koanf:"allowed_origins"`
+	// AllowAnyOriginWithCredentials lets allowed_origins hold "*" although
+	// the browser's cookies authenticate (auth.cookie_name,
+	// auth.backend_check): any site's page could then open its visitors'
+	// streams. Refused unless this says so.
+	AllowAnyOriginWithCredentials bool `koanf:"allow_any_origin_with_credentials"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	// ReconnectWindow spreads client reconnects after a shutdown over this
@@ -120,6 +125,10 @@ type JWT struct {
 	// UserClaim is the claim holding the user id ("sub", or "user_id" for
 	// djangorestframework-simplejwt tokens).
 	UserClaim string `koanf:"user_claim"`
+	// RefusedTokenTypes are token types refused as access tokens, matched
+	// against the "typ" header and the "typ" and "token_type" claims
+	// (simplejwt refresh tokens carry "token_type": "refresh").
+	RefusedTokenTypes []string `koanf:"refused_token_types"`
 }
 
 // API configures the backend publish API.
@@ -301,7 +310,7 @@ func Default() Config {
 			TLS:              TLS{ReloadCheck: time.Minute},
 		},
 		Auth: Auth{
-			JWT:          JWT{Leeway: 5 * time.Second, UserClaim: "sub", JWKSRefresh: 5 * time.Minute},
+			JWT:          JWT{Leeway: 5 * time.Second, UserClaim: "sub", JWKSRefresh: 5 * time.Minute, RefusedTokenTypes: []string{"refresh", "refresh_token"}},
 			BackendCheck: DefaultBackendCheck(),
 			CookieName:   "herald_token",
 			QueryParam:   "token",
@@ -524,6 +533,15 @@ func (c *Config) Validate() error {
 	between("server.shutdown_timeout", c.Server.ShutdownTimeout, time.Second, time.Hour, false)
 	between("server.reconnect_window", c.Server.ReconnectWindow, 0, 10*time.Minute, false)
 	between("server.tls.reload_check", c.Server.TLS.ReloadCheck, 100*time.Millisecond, 24*time.Hour, false)
+	for _, o := range c.Server.AllowedOrigins {
+		if o == "*" && !c.Server.AllowAnyOriginWithCredentials {
+			bad("server.allowed_origins", "\"*\" would let any site's page open its visitors' streams with their cookies (auth.cookie_name %q%s): list the origins, or set server.allow_any_origin_with_credentials: true", c.Auth.CookieName, map[bool]string{true: ", auth.backend_check.url", false: ""}[c.Auth.BackendCheck.URL != ""])
+		} else if o != "*" && !strings.HasSuffix(o, ":*") {
+			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				bad("server.allowed_origins", "%q is not an origin (scheme://host[:port])", o)
+			}
+		}
+	}
 	j := c.Auth.JWT
 	if j.HMACSecret == "" && len(j.HMACSecrets) == 0 && len(j.PublicKeyFiles) == 0 && j.JWKSURL == "" && j.JWKSFile == "" {
 		bad("auth.jwt.hmac_secret", "set a secret of at least 32 bytes, or auth.jwt.hmac_secrets, public_key_files, jwks_url or jwks_file")

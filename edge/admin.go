@@ -125,9 +125,11 @@ func orEmpty[T any](s []T) []T {
 // ServeAdmin serves the admin API and /metrics on ln (admin.listen) until
 // Shutdown.
 func (s *Server) ServeAdmin(ln net.Listener) error {
-	s.adminHTTP = &fasthttp.Server{Handler: s.routeAdmin, Name: "herald-admin", NoDefaultServerHeader: true,
-		ReadTimeout: s.cfg.Server.HandshakeTimeout, Logger: slogPrintf{s.log}}
-	err := s.adminHTTP.Serve(ln)
+	srv := &fasthttp.Server{Handler: s.routeAdmin, Name: "herald-admin", NoDefaultServerHeader: true,
+		ReadTimeout: s.cfg.Server.HandshakeTimeout, Logger: slogPrintf{s.log},
+		ErrorHandler: s.httpError, SecureErrorLogMessage: true}
+	s.adminHTTP.Store(srv) // Shutdown may run concurrently
+	err := srv.Serve(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve admin %s: %w", ln.Addr(), err)
 	}

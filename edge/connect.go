@@ -126,28 +126,66 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport, reason,
 }
 
 // originAllowed applies server.allowed_origins: no Origin (not a browser),
-// the request's own host, a configured origin, or a configured loopback
+// the request's own origin, a configured origin, or a configured loopback
 // origin with a port wildcard ("http://localhost:*" allows
 // http://localhost:3000, :5173, ...; only localhost, 127.0.0.1 and [::1]
-// take wildcards, see config.Validate).
+// take wildcards, see config.Validate). Scheme, host and port are compared
+// (default ports made explicit): https://host is not http://host.
 func (s *Server) originAllowed(ctx *fasthttp.RequestCtx, origin string) bool {
 	if origin == "" || s.anyOrig {
 		return true
 	}
-	if s.origins[strings.ToLower(strings.TrimRight(origin, "/"))] && !strings.HasSuffix(origin, ":*") {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
+	n, ok := normalOrigin(origin)
+	if !ok {
 		return false
 	}
-	if port := u.Port(); port != "" && config.LoopbackHost(u.Hostname()) {
-		host := strings.TrimSuffix(u.Host, ":"+port)
-		if s.origins[strings.ToLower(u.Scheme+"://"+host+":*")] {
+	if s.origins[n] {
+		return true
+	}
+	if u, err := url.Parse(n); err == nil && config.LoopbackHost(u.Hostname()) {
+		if s.origins[strings.TrimSuffix(n, ":"+u.Port())+":*"] {
 			return true
 		}
 	}
-	return strings.EqualFold(u.Host, string(ctx.Host()))
+	own, ok := normalOrigin(s.requestScheme(ctx) + "://" + string(ctx.Host()))
+	return ok && n == own
+}
+
+// requestScheme is the scheme the client used: https when Herald serves
+// TLS, else http, or X-Forwarded-Proto when a trusted proxy (limits.
+// trusted_proxies) terminated TLS in front of Herald.
+func (s *Server) requestScheme(ctx *fasthttp.RequestCtx) string {
+	if ctx.IsTLS() {
+		return "https"
+	}
+	if p := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.Peek("X-Forwarded-Proto")))); (p == "https" || p == "http") && s.adm.isTrusted(ctx.RemoteIP()) {
+		return p
+	}
+	return "http"
+}
+
+// normalOrigin returns origin as "scheme://host:port" in lower case with the
+// default port written out, or false when it is not an origin.
+func normalOrigin(origin string) (string, bool) {
+	u, err := url.Parse(strings.TrimRight(origin, "/"))
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http", "ws":
+			port = "80"
+		case "https", "wss":
+			port = "443"
+		}
+	}
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host + ":" + port, true
 }
 
 // channelsFor returns the channels a user's connection receives: its user

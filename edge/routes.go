@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"strings"
 	"time"
 
@@ -108,8 +109,18 @@ func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, status, out)
 }
 
-// httpError answers requests fasthttp could not parse.
+// httpError answers requests fasthttp could not parse. A connection that
+// never sent a byte before server.handshake_timeout is closed without a
+// response, as nginx does: browsers open spare connections ahead of need,
+// and one that later carries a request must not read a stale error.
 func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
+	if nothingRead(err) {
+		s.log.Debug("idle connection closed", "reason", "nothing_sent", "remote", ctx.RemoteAddr().String())
+		// fasthttp writes whatever this handler sets; closing the socket
+		// first makes that write fail, so the client reads EOF.
+		_ = ctx.Conn().Close()
+		return
+	}
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.As(err, &small):
@@ -121,6 +132,19 @@ func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
 		s.log.Debug("bad request", "err", err, "remote", ctx.RemoteAddr().String())
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request")
 	}
+}
+
+// nothingRead reports whether err ends a connection on which no request
+// byte arrived: fasthttp hands the error handler the bare read error (a
+// timeout) of its first one-byte peek; errors after bytes arrived are
+// wrapped ("error when reading request headers: ...").
+func nothingRead(err error) bool {
+	var nr fasthttp.ErrNothingRead
+	if errors.As(err, &nr) {
+		return true
+	}
+	op, ok := err.(*net.OpError)
+	return ok && op.Op == "read"
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,7 +47,7 @@ type Server struct {
 	ingest   *compat.Ingest     // channels_redis ingest, nil when disabled
 	backend  *BackendChecker    // auth.backend_check, nil when disabled
 
-	adminHTTP   *fasthttp.Server
+	adminHTTP   atomic.Pointer[fasthttp.Server]
 	metricsOnce sync.Once
 	metricsHTTP fasthttp.RequestHandler
 
@@ -70,6 +71,7 @@ func WithTracing(tr *telemetry.Tracing) Option { return func(s *Server) { s.trac
 // New builds a node from cfg: the broker named by fanout.broker, the
 // verifier, the hub and the HTTP server. cfg must be validated.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	log = redactLogger(log, newRedactor(cfg))
 	s := &Server{cfg: cfg, log: log, node: strconv.FormatUint(rand.Uint64(), 36), done: make(chan struct{})}
 	for _, o := range opts {
 		o(s)
@@ -98,6 +100,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		UserClaim:      cfg.Auth.JWT.UserClaim,
 		CookieName:     cfg.Auth.CookieName,
 		QueryParam:     cfg.Auth.QueryParam,
+
+		RefusedTokenTypes: cfg.Auth.JWT.RefusedTokenTypes,
 	})
 	if err != nil {
 		return nil, err
@@ -152,8 +156,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	for _, o := range cfg.Server.AllowedOrigins {
 		if o == "*" {
 			s.anyOrig = true
+			continue
 		}
-		s.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+		if host, ok := strings.CutSuffix(o, ":*"); ok {
+			// A loopback port wildcard (validated by config): any port.
+			s.origins[strings.ToLower(host)+":*"] = true
+			continue
+		}
+		if n, ok := normalOrigin(o); ok {
+			s.origins[n] = true
+		}
 	}
 	s.env = &protocols.Env{
 		Config: protocols.Config{
@@ -185,10 +197,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		},
 		History: s.broker,
 		Log:     log,
-		Refresh: func(token string) (string, time.Time, error) {
+		Refresh: func(token string, have []string) (string, time.Time, error) {
 			c, err := s.auth.Verify(token)
 			if err != nil {
 				return "", time.Time{}, err
+			}
+			// A refresh never widens a connection (channels the new token
+			// adds come with a new connection); one that grants fewer
+			// ends it, so the client reconnects with the narrower set.
+			granted := channelsFor(c)
+			if slices.Contains(have, "user:"+c.UserID) {
+				for _, ch := range have {
+					if !slices.Contains(granted, ch) {
+						return "", time.Time{}, fmt.Errorf("%w: the new token does not grant %q", protocols.ErrChannelsRevoked, ch)
+					}
+				}
 			}
 			return c.UserID, c.ExpiresAt, nil
 		},
@@ -219,6 +242,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		CloseOnShutdown:       true,
 		ErrorHandler:          s.httpError,
 		Logger:                slogPrintf{log},
+		// fasthttp would quote the raw request head (API key, tokens,
+		// cookies) in its parse errors; the redactor is the second line.
+		SecureErrorLogMessage: true,
 	}
 	go s.housekeeping()
 	return s, nil
@@ -381,8 +407,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.env.Writers.Close()
 	s.auth.Close()
-	if s.adminHTTP != nil {
-		_ = s.adminHTTP.ShutdownWithContext(ctx)
+	if a := s.adminHTTP.Load(); a != nil {
+		_ = a.ShutdownWithContext(ctx)
 	}
 	if err := s.tracing.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown tracing: %w", err))

@@ -2,10 +2,15 @@ package protocols
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// ErrChannelsRevoked is wrapped by Env.Refresh's error when the new token
+// grants fewer channels than the connection has.
+var ErrChannelsRevoked = errors.New("channels revoked")
 
 // CloseReason says why Herald ends a connection: a stable reason string
 // (also the "reason" of the final disconnect event), the WebSocket close
@@ -60,6 +65,9 @@ var (
 	// CloseInternal: an internal error (for example history unavailable
 	// during resume); the client should retry.
 	CloseInternal = CloseReason{Reason: "internal_error", WSCode: 1011, Reconnect: true, Event: true}
+	// CloseChannelsRevoked: a refresh token granted fewer channels than the
+	// connection has; reconnect with it to get the narrower set.
+	CloseChannelsRevoked = CloseReason{Reason: "channels_revoked", WSCode: 4003, Reconnect: true, Event: true}
 )
 
 // disconnectEvent is the final event before Herald closes a connection.

@@ -134,9 +134,13 @@ type Env struct {
 	Log     *slog.Logger
 	// Metrics, when set, receives delivery counts and latencies.
 	Metrics *Metrics
-	// Refresh verifies a refreshed token sent by a WebSocket client and
-	// returns its user id and expiry; nil disables refresh.
-	Refresh func(token string) (userID string, expires time.Time, err error)
+	// Refresh verifies a refreshed token sent by a WebSocket client, given
+	// the connection's channels, and returns its user id and expiry; nil
+	// disables refresh. A token that grants fewer channels than the
+	// connection has yields an error wrapping ErrChannelsRevoked: the
+	// connection is then closed (CloseChannelsRevoked) and the client
+	// reconnects with the narrower token. A refresh never adds channels.
+	Refresh func(token string, channels []string) (userID string, expires time.Time, err error)
 }
 
 // Options describe one connection.

@@ -48,7 +48,9 @@ func (s *Session) ServeWS(conn net.Conn) {
 			case ActionReply:
 				s.reply(item{kind: itemEvent, b: reply})
 			case ActionRefresh:
-				s.reply(item{kind: itemEvent, b: s.refresh(msg.Token)})
+				if reply := s.refresh(msg.Token); reply != nil {
+					s.reply(item{kind: itemEvent, b: reply})
+				}
 			case ActionClose:
 				s.readError(protoErr(CloseInvalidPayload, "text message is not UTF-8"))
 			}
@@ -87,7 +89,12 @@ func (s *Session) refresh(token string) []byte {
 	if s.env.Refresh == nil {
 		return ErrorEvent("token refresh is not enabled")
 	}
-	user, exp, err := s.env.Refresh(token)
+	user, exp, err := s.env.Refresh(token, s.Channels())
+	if errors.Is(err, ErrChannelsRevoked) {
+		s.reply(item{kind: itemEvent, b: ErrorEvent("refresh rejected: " + err.Error())})
+		s.Close(CloseChannelsRevoked)
+		return nil
+	}
 	if err != nil {
 		return ErrorEvent("refresh rejected: " + err.Error())
 	}

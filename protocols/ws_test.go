@@ -285,7 +285,7 @@ func TestServeWSTooBigCloses1009(t *testing.T) {
 func TestServeWSRefresh(t *testing.T) {
 	h := newHarness(t, Config{TokenExpiringLead: time.Minute}, fanout.MemoryConfig{})
 	newExp := time.Now().Add(time.Hour).Truncate(time.Second)
-	h.env.Refresh = func(token string) (string, time.Time, error) {
+	h.env.Refresh = func(token string, _ []string) (string, time.Time, error) {
 		switch token {
 		case "other-user":
 			return "bob", newExp, nil

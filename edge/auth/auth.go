@@ -78,7 +78,16 @@ const (
 	// valid channel names (fanout.ValidChannel) or has more than
 	// MaxChannels entries.
 	ReasonInvalidChannels = "invalid_channels"
+	// ReasonWrongTokenType means the token's "typ" header or its "typ" or
+	// "token_type" claim names a refused type (Config.RefusedTokenTypes): a
+	// refresh token is not an access token.
+	ReasonWrongTokenType = "wrong_token_type"
 )
+
+// DefaultRefusedTokenTypes are the token types refused when
+// Config.RefusedTokenTypes is nil: refresh tokens (simplejwt marks them
+// "token_type": "refresh").
+var DefaultRefusedTokenTypes = []string{"refresh", "refresh_token"}
 
 const (
 	// MaxTokenLen is the longest token accepted, in bytes. Longer tokens
@@ -181,6 +190,10 @@ type Config struct {
 	// QueryParam is the query parameter a token may be sent in; default
 	// "token".
 	QueryParam string
+	// RefusedTokenTypes are token types refused (compared without regard
+	// to case with the "typ" header and the "typ" and "token_type"
+	// claims); nil means DefaultRefusedTokenTypes, empty refuses none.
+	RefusedTokenTypes []string
 
 	// For tests: zero means JWKSForcedRefreshInterval and
 	// JWKSFileCheckInterval.
@@ -489,6 +502,9 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if err != nil || exp == nil {
 		return Claims{}, fail(ReasonMissingExp, err)
 	}
+	if err := v.checkType(tok, mc); err != nil {
+		return Claims{}, fail(ReasonWrongTokenType, err)
+	}
 	var c Claims
 	c.ExpiresAt = exp.Time
 	if c.UserID, err = userID(mc[v.cfg.UserClaim]); err != nil {
@@ -498,6 +514,36 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 		return Claims{}, fail(ReasonInvalidChannels, err)
 	}
 	return c, nil
+}
+
+// checkType refuses a token whose type is one of Config.RefusedTokenTypes.
+func (v *Verifier) checkType(tok *jwt.Token, mc jwt.MapClaims) error {
+	refused := v.cfg.RefusedTokenTypes
+	if refused == nil {
+		refused = DefaultRefusedTokenTypes
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	check := func(where string, val any) error {
+		s, ok := val.(string)
+		if !ok {
+			return nil
+		}
+		for _, r := range refused {
+			if strings.EqualFold(s, r) {
+				return fmt.Errorf("%s %q is a refused token type (a refresh token is not an access token)", where, s)
+			}
+		}
+		return nil
+	}
+	if err := check(`header "typ"`, tok.Header["typ"]); err != nil {
+		return err
+	}
+	if err := check(`claim "typ"`, mc["typ"]); err != nil {
+		return err
+	}
+	return check(`claim "token_type"`, mc["token_type"])
 }
 
 // classify maps a jwt parse error to an *Error. tok and mc are what the
