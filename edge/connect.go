@@ -142,7 +142,7 @@ func (s *Server) originAllowed(ctx *fasthttp.RequestCtx, origin string) bool {
 	if s.origins[n] {
 		return true
 	}
-	if u, err := url.Parse(n); err == nil && config.LoopbackHost(u.Hostname()) {
+	if u, err := url.Parse(origin); err == nil && u.Port() != "" && config.LoopbackHost(u.Hostname()) {
 		if s.origins[strings.TrimSuffix(n, ":"+u.Port())+":*"] {
 			return true
 		}
