@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,9 +31,12 @@ func cpuTime(t testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// rssBytes returns the process's resident set size (VmRSS).
+// rssBytes returns the process's resident set size (VmRSS) after a
+// collection that returns free memory to the OS, so that growth measures
+// what is retained, not garbage awaiting the next cycle.
 func rssBytes(t testing.TB) int64 {
 	t.Helper()
+	debug.FreeOSMemory()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		t.Skipf("no /proc/self/status: %v", err)

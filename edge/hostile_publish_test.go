@@ -16,6 +16,10 @@ import (
 // careless or hostile backend could send, with the answer Herald must give
 // and the bound it must hold. docs/SECURITY.md lists the same table.
 
+// noKeepAlive opens a connection per request: Herald closes the
+// connection after some refusals (413), which a reused one would hit.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+
 // postRaw sends body to path with the headers given and returns the status
 // and the decoded JSON reply.
 func (ts *testServer) postRaw(t testing.TB, path string, header map[string]string, body []byte) (int, map[string]any) {
@@ -24,9 +28,9 @@ func (ts *testServer) postRaw(t testing.TB, path string, header map[string]strin
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noKeepAlive.Do(req)
 	if err != nil {
-		if len(body) > 64<<10 && strings.Contains(err.Error(), "connection reset") {
+		if len(body) > 64<<10 && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe")) {
 			// Herald answered 413 and closed before the client finished
 			// writing the oversized body: the kernel resets the socket.
 			return 413, map[string]any{"message": "body (connection reset)"}
