@@ -25,6 +25,7 @@ type wsReader struct {
 	msg        []byte
 	fragmented bool
 	hdr        [8]byte
+	mask       [4]byte
 	ctl        [125]byte
 
 	// Token bucket of limits.client_rate: every frame costs one token.
@@ -136,8 +137,8 @@ func (w *wsReader) next() (op byte, payload []byte, err error) {
 		if !control && n > uint64(w.limit)-uint64(len(w.msg)) {
 			return 0, nil, protoErr(CloseTooBig, "message larger than stream.ws_read_limit")
 		}
-		var mask [4]byte
-		if _, err := io.ReadFull(w.r, mask[:]); err != nil {
+		mask := w.mask[:] // in the struct: a local array would escape into ReadFull
+		if _, err := io.ReadFull(w.r, mask); err != nil {
 			return 0, nil, unexpected(err)
 		}
 		var p []byte

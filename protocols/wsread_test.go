@@ -248,3 +248,32 @@ func FuzzServeWS(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkWSReader: the cost of reading one client frame (a masked
+// 15-byte text message, and a ping), buffer reuse included.
+func BenchmarkWSReader(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"text", clientFrame(0x81, `{"type":"ping"}`)},
+		{"ping", clientFrame(0x89, "hb")},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			stream := bytes.Repeat(bc.frame, 1024)
+			src := bytes.NewReader(stream)
+			r := newWSReader(src, 64<<10, 0, 1)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.frame)))
+			for i := 0; b.Loop(); i++ {
+				if i%1024 == 0 {
+					src.Reset(stream)
+					r.r.Reset(src)
+				}
+				if _, _, err := r.next(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
