@@ -62,20 +62,25 @@ func validateRedis(r fanout.RedisConfig, bad func(key, format string, args ...an
 		if s.Password == "" && s.Username != "" {
 			bad("fanout.redis.sentinel.password", "set a password with fanout.redis.sentinel.username")
 		}
+		validateTLS("fanout.redis.sentinel.tls", s.TLS, bad)
 	}
 	if r.Password == "" && r.Username != "" {
 		bad("fanout.redis.password", "set a password with fanout.redis.username")
 	}
-	t := r.TLS
+	validateTLS("fanout.redis.tls", r.TLS, bad)
+}
+
+// validateTLS checks an enabled TLS section under key.
+func validateTLS(key string, t fanout.RedisTLSConfig, bad func(key, format string, args ...any)) {
 	if !t.Enabled {
 		return
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		bad("fanout.redis.tls.cert_file", "set both fanout.redis.tls.cert_file and key_file, or neither")
+		bad(key+".cert_file", "set both %s.cert_file and key_file, or neither", key)
 	}
 	filesOK := true
 	for _, kf := range [][2]string{
-		{"fanout.redis.tls.ca_file", t.CAFile}, {"fanout.redis.tls.cert_file", t.CertFile}, {"fanout.redis.tls.key_file", t.KeyFile},
+		{key + ".ca_file", t.CAFile}, {key + ".cert_file", t.CertFile}, {key + ".key_file", t.KeyFile},
 	} {
 		if kf[1] != "" {
 			if _, err := os.Stat(kf[1]); err != nil {
@@ -86,7 +91,7 @@ func validateRedis(r fanout.RedisConfig, bad func(key, format string, args ...an
 	}
 	if filesOK && (t.CertFile == "") == (t.KeyFile == "") {
 		if _, err := t.Build(); err != nil {
-			bad("fanout.redis.tls", "%v", err)
+			bad(key, "%v", err)
 		}
 	}
 }

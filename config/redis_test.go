@@ -59,6 +59,10 @@ func TestValidateRedis(t *testing.T) {
 			c.Fanout.Redis.Sentinel.Addrs = []string{"127.0.0.1:26379", "nohost"}
 		}, keys: []string{"fanout.redis.sentinel.master_sets[1]", "fanout.redis.sentinel.master_sets[2]",
 			"fanout.redis.sentinel.master_sets[3]", "fanout.redis.sentinel.addrs[1]"}},
+		{name: "sentinel tls ca missing", mutate: func(c *config.Config) {
+			sentinel(c)
+			c.Fanout.Redis.Sentinel.TLS = fanoutTLS(filepath.Join(dir, "none-ca.pem"), "", "")
+		}, keys: []string{"fanout.redis.sentinel.tls.ca_file"}},
 		{name: "sentinel negative refresh", mutate: func(c *config.Config) {
 			sentinel(c)
 			c.Fanout.Redis.Sentinel.RefreshInterval = -time.Second

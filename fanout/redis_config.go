@@ -83,6 +83,9 @@ type RedisSentinelConfig struct {
 	Username string `koanf:"username"`
 	// Password is the sentinels' password (see Username).
 	Password string `koanf:"password"`
+	// TLS configures TLS to the sentinels (independent of fanout.redis.tls,
+	// which applies to the masters).
+	TLS RedisTLSConfig `koanf:"tls"`
 	// RefreshInterval is how often the sentinels are asked for the master
 	// even without an announcement (default 2s), so a missed +switch-master
 	// event delays recovery by at most this long.
@@ -156,6 +159,10 @@ func (b *RedisBroker) connectShards(base rueidis.ClientOption, tlsConf *tls.Conf
 	if tlsConf != nil && !sentinel {
 		refused = tlsPreflight(cfg.Shards, tlsConf, base.Dialer)
 	}
+	sentinelTLS, err := cfg.Sentinel.TLS.Build()
+	if err != nil {
+		return fmt.Errorf("fanout: redis sentinel: %w", err)
+	}
 	var errs []error
 	for i := range n {
 		o := base
@@ -167,7 +174,7 @@ func (b *RedisBroker) connectShards(base rueidis.ClientOption, tlsConf *tls.Conf
 				MasterSet:               set,
 				Username:                cfg.Sentinel.Username,
 				Password:                cfg.Sentinel.Password,
-				TLSConfig:               tlsConf,
+				TLSConfig:               sentinelTLS,
 				Dialer:                  o.Dialer,
 				ClientName:              o.ClientName,
 				TopologyRefreshInterval: cfg.Sentinel.RefreshInterval,
@@ -195,7 +202,7 @@ func (b *RedisBroker) connectShards(base rueidis.ClientOption, tlsConf *tls.Conf
 				c.Close()
 			}
 			b.closeClients()
-			return fmt.Errorf("fanout: %s: %w%s", desc, err, refusalHint(err))
+			return fmt.Errorf("fanout: %s: %w%s", desc, err, refusalHint(err, sentinel))
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", desc, err))
@@ -359,12 +366,18 @@ func isTLSRefusal(err error) bool {
 }
 
 // refusalHint names the configuration keys to check for a refusal.
-func refusalHint(err error) string {
+func refusalHint(err error, sentinel bool) string {
 	switch {
+	case isTLSRefusal(err) && sentinel:
+		return " (check fanout.redis.tls for the master, fanout.redis.sentinel.tls for the sentinels)"
 	case isTLSRefusal(err):
 		return " (check fanout.redis.tls)"
+	case refusedByRedis(err) && sentinel:
+		return " (check fanout.redis.username/password for the master, fanout.redis.sentinel.username/password for the sentinels)"
 	case refusedByRedis(err):
-		return " (check fanout.redis.username/password, and sentinel.username/password with sentinel)"
+		return " (check fanout.redis.username/password)"
+	case sentinel && strings.Contains(err.Error(), "No such master"):
+		return " (check fanout.redis.sentinel.master_sets)"
 	}
 	return ""
 }

@@ -110,6 +110,7 @@ func TestRedisRefusedFailsFast(t *testing.T) {
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("NewRedis took %s to fail", d)
 			}
+			t.Log(err)
 			if !strings.Contains(err.Error(), tc.shard) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not name %q and %q", err, tc.shard, tc.want)
 			}
@@ -123,16 +124,23 @@ func TestRedisRefusedFailsFast(t *testing.T) {
 	waitHealthy(t, b, 5*time.Second)
 }
 
-// TestRedisSentinelStart: a Sentinel master set works as a shard, and a
-// wrong master password or an unknown master set stops NewRedis naming the
-// shard.
+// TestRedisSentinelStart: a Sentinel master set works as a shard, through
+// a sentinel reached over TLS as an ACL user; a wrong master or sentinel
+// password, a sentinel certificate of an unknown CA or an unknown master
+// set stops NewRedis naming the shard.
 func TestRedisSentinelStart(t *testing.T) {
+	files, other := redistest.NewTLS(t), redistest.NewTLS(t)
 	m := redistest.Start(t)
 	if _, err := redistest.Do(m.Addr(), "ACL", "SETUSER", "u", "on", ">right", "~*", "&*", "+@all"); err != nil {
 		t.Fatal(err)
 	}
-	ss := redistest.StartSentinels(t, 1, []redistest.Monitor{{Name: "set-a", Master: m.Addr()}})
-	sentinel := RedisSentinelConfig{MasterSets: []string{"set-a"}, Addrs: []string{ss[0].Addr()}}
+	ss := redistest.StartSentinels(t, 1, []redistest.Monitor{{Name: "set-a", Master: m.Addr()}},
+		redistest.TLS(files, false), redistest.Args("--user", "herald-s", "on", ">sentinel-pw", "+@all"))
+	sentinel := RedisSentinelConfig{MasterSets: []string{"set-a"}, Addrs: []string{ss[0].TLSAddr()},
+		Username: "herald-s", Password: "sentinel-pw", TLS: RedisTLSConfig{Enabled: true, CAFile: files.CA}}
+	wrongSentinelPW, otherCA := sentinel, sentinel
+	wrongSentinelPW.Password = "nope"
+	otherCA.TLS.CAFile = other.CA
 	c := newCollector()
 	b := newTestRedis(t, RedisConfig{Sentinel: sentinel, Prefix: testPrefix(t), Username: "u", Password: "right"}, c.handle)
 	roundTrip(t, b, b, c, 1)
@@ -145,8 +153,11 @@ func TestRedisSentinelStart(t *testing.T) {
 		want string
 	}{
 		{"wrong password", RedisConfig{Sentinel: sentinel, Username: "u", Password: "wrong"}, "WRONGPASS"},
-		{"unknown master set", RedisConfig{Sentinel: RedisSentinelConfig{MasterSets: []string{"set-a", "nope"}, Addrs: sentinel.Addrs},
-			Username: "u", Password: "right"}, "redis shard 1 (sentinel master set nope via " + ss[0].Addr() + ")"},
+		{"wrong sentinel password", RedisConfig{Sentinel: wrongSentinelPW, Username: "u", Password: "right"}, "WRONGPASS"},
+		{"sentinel certificate of another CA", RedisConfig{Sentinel: otherCA, Username: "u", Password: "right"}, "unknown authority"},
+		{"unknown master set", RedisConfig{Sentinel: RedisSentinelConfig{MasterSets: []string{"set-a", "nope"}, Addrs: sentinel.Addrs,
+			Username: "herald-s", Password: "sentinel-pw", TLS: sentinel.TLS},
+			Username: "u", Password: "right"}, "redis shard 1 (sentinel master set nope via " + ss[0].TLSAddr() + ")"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -160,6 +171,7 @@ func TestRedisSentinelStart(t *testing.T) {
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("NewRedis took %s to fail", d)
 			}
+			t.Log(err)
 			if !strings.Contains(err.Error(), "redis shard") || !strings.Contains(err.Error(), "sentinel master set") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not name the shard and %q", err, tc.want)
 			}

@@ -47,14 +47,18 @@ func StartReplica(t testing.TB, master string, opts ...Option) *Server {
 
 // StartSentinels starts n Redis Sentinels (redis-server --sentinel) that
 // watch the given master sets with a quorum of n/2+1, declare a master down
-// after 1 s without an answer and may retry a failover after 4 s. extra
-// lines are added to each sentinel's config file (e.g. "requirepass x").
+// after 1 s without an answer and may retry a failover after 4 s. opts
+// apply to every sentinel (Args, TLS: a TLS port next to the plain one).
 // It returns once every sentinel knows every master, its replicas and the
 // other sentinels, so a failover can start; the processes are killed when
 // the test ends.
-func StartSentinels(t testing.TB, n int, monitors []Monitor, extra ...string) []*Server {
+func StartSentinels(t testing.TB, n int, monitors []Monitor, opts ...Option) []*Server {
 	t.Helper()
 	available(t, "redis-server")
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var conf strings.Builder
 	conf.WriteString("sentinel resolve-hostnames no\n")
 	for _, m := range monitors {
@@ -73,16 +77,18 @@ func StartSentinels(t testing.TB, n int, monitors []Monitor, extra ...string) []
 			fmt.Fprintf(&conf, "sentinel auth-pass %s %s\n", m.Name, m.AuthPass)
 		}
 	}
-	for _, l := range extra {
-		conf.WriteString(l + "\n")
-	}
 	var out []*Server
 	for range n {
-		s := &Server{t: t, conf: conf.String(), args: []string{"--sentinel"}}
+		s := &Server{t: t, conf: conf.String(), args: append([]string{"--sentinel"}, o.args...)}
 		var err error
 		for range 10 {
 			if s.port, err = freePort(false); err != nil {
 				continue
+			}
+			if o.tls {
+				if s.tlsPort, err = freePort(false); err != nil || s.tlsPort == s.port {
+					continue
+				}
 			}
 			if err = s.start(); err == nil {
 				break
