@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
 )
 
@@ -22,6 +23,11 @@ import (
 //	POST /admin/disconnect               {"user_id":"42","reason":"logout"}
 //	GET  /admin/channels?channel=user:42 local subscribers and history top
 //	GET  /admin/nodes                    the nodes that answer, with connection counts
+
+// maxAdminReason bounds a disconnect reason: it travels to every node and
+// into each client's disconnect event and close frame (truncated there to
+// what a close frame carries).
+const maxAdminReason = 256
 
 func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
 	key := ctx.Request.Header.Peek("X-Admin-Key")
@@ -56,6 +62,10 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "user_id is required")
 			return
 		}
+		if err := auth.CheckUserID(user); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", fmt.Sprintf("user_id %q: %v", user, err))
+			return
+		}
 		var conns []connInfo
 		for _, r := range s.ask(controlMessage{Type: "list", User: user}) {
 			conns = append(conns, r.Conns...)
@@ -71,8 +81,20 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) {
 			UserID string `json:"user_id"`
 			Reason string `json:"reason"`
 		}
+		if off := invalidUTF8(ctx.PostBody()); off >= 0 {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", fmt.Sprintf("invalid UTF-8 at byte offset %d", off))
+			return
+		}
 		if err := json.Unmarshal(ctx.PostBody(), &body); err != nil || body.UserID == "" {
 			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", `body must be {"user_id":"...","reason":"..."}`)
+			return
+		}
+		if err := auth.CheckUserID(body.UserID); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", fmt.Sprintf("user_id %q: %v", body.UserID, err))
+			return
+		}
+		if len(body.Reason) > maxAdminReason {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", fmt.Sprintf("reason is %d bytes, the limit is %d (WebSocket close frames carry 123)", len(body.Reason), maxAdminReason))
 			return
 		}
 		if body.Reason == "" {

@@ -2,12 +2,22 @@ package config_test
 
 import (
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
-// TestStrictConfig: misspelled keys, sections and variables, unit-less
-// durations and out-of-range values stop the load with an error naming the
-// key (and the closest known one, the value and the allowed range).
+func cpu() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Hostile-input suite, config surface. TestStrictConfig: misspelled keys,
+// sections and variables, unit-less durations, out-of-range values and
+// hostile YAML stop the load with an error naming the key (and the closest
+// known one, the value and the allowed range), within a CPU bound.
+// docs/SECURITY.md lists the table.
 func TestStrictConfig(t *testing.T) {
 	cases := []struct {
 		name string
@@ -45,11 +55,27 @@ func TestStrictConfig(t *testing.T) {
 			want: []string{"limits.idle_timeout", "or 0 to turn it off"}},
 		{name: "queue bytes huge", yaml: "stream:\n  max_queue_bytes: 99999999999\n",
 			want: []string{"stream.max_queue_bytes", "between 1024 and 1073741824"}},
+		{name: "read limit huge", yaml: "stream:\n  ws_read_limit: 1073741824\n",
+			want: []string{"stream.ws_read_limit", "between 256 and 67108864"}},
+		{name: "any origin with cookie auth", yaml: "server:\n  allowed_origins: [\"*\"]\n",
+			want: []string{"server.allowed_origins", "allow_any_origin_with_credentials"}},
+		{name: "origin that is not one", yaml: "server:\n  allowed_origins: [\"app.example.com\"]\n",
+			want: []string{"server.allowed_origins", "not an origin"}},
+		{name: "negative reconnect window", env: []string{"HERALD_SERVER__RECONNECT_WINDOW=-1s"},
+			want: []string{"server.reconnect_window", "between 0s and 10m"}},
+		{name: "alias bomb", yaml: "a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n",
+			want: []string{"config file"}},
+		{name: "a section given a value", yaml: "stream: 5\n",
+			want: []string{"config"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"--config", writeYAML(t, tc.yaml)}
+			start := cpu()
 			_, err := load(t, args, append(append([]string{}, secretEnv...), tc.env...)...)
+			if used := cpu() - start; used > 2*time.Second {
+				t.Errorf("load cost %s of CPU (bound 2s)", used)
+			}
 			if err == nil {
 				t.Fatal("loaded")
 			}
