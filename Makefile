@@ -1,7 +1,7 @@
 GO ?= go
 CONFIG ?= configs/dev.yaml
 
-.PHONY: run build test test-short fuzz bench vet e2e chaos release ldflags image image-context
+.PHONY: run build test test-short fuzz bench vet e2e js chaos release ldflags image image-context
 
 # Build stamps (`herald version`, the herald_build_info metric). A release
 # sets VERSION=v1.2.3; otherwise it comes from `git describe`.
@@ -70,6 +70,11 @@ chaos:
 ARTIFACTS ?= bench/out/e2e
 e2e:
 	HERALD_ARTIFACTS=$(abspath $(ARTIFACTS)) $(GO) test -race -count=1 -timeout 10m -v ./e2e/
+
+## js: regenerate the served, minified herald.js (clients/js/herald.min.js) and run its node tests
+js:
+	$(GO) generate ./clients/js/
+	cd clients/js && node --test test/herald.test.mjs
 
 ## vet: go vet and gofmt check
 vet:

@@ -378,8 +378,8 @@ export class HeraldClient {
   _wantTypes() {
     if (this.role !== "leader") return this._types;
     let common = null;
-    for (const { types } of this._tabs.values()) {
-      const k = (types || []).join(",");
+    for (const [id, tab] of this._tabs) {
+      const k = ((id === this._id ? this._types : tab.types) || []).join(",");
       if (common === null) common = k;
       else if (common !== k) return [];
     }

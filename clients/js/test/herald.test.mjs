@@ -360,11 +360,13 @@ function fakeLocks() {
 const cur = (n) => Buffer.from([1, 0, 0, 0, 7, 1, n]).toString("base64url");
 
 test("tabs share one connection; leader failover resumes from the oldest position: 0 lost, 0 duplicated", async () => {
+  let cleanup = () => {};
   const hadNav = Object.getOwnPropertyDescriptor(globalThis, "navigator");
   Object.defineProperty(globalThis, "navigator", { value: { locks: fakeLocks() }, configurable: true, writable: true });
   try {
     const w = world();
     const tabs = [0, 1, 2].map(() => client(w, { share: true, shareName: "t" + Math.random() }));
+    cleanup = () => tabs.forEach((t) => t.disconnect());
     // the three must share: one name
     const name = "same";
     for (const t of tabs) t.opts.shareName = name;
@@ -406,6 +408,56 @@ test("tabs share one connection; leader failover resumes from the oldest positio
     assert.equal(rest.filter((i) => tabs[i].role === "leader").length, 1);
     for (const i of rest) tabs[i].disconnect();
   } finally {
+    cleanup();
+    if (hadNav) Object.defineProperty(globalThis, "navigator", hadNav);
+    else delete globalThis.navigator;
+  }
+});
+
+test("shared: a follower's setTypes reaches the leader; each tab filters for itself; disconnect() hands over", async () => {
+  let cleanup = () => {};
+  const hadNav = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { locks: fakeLocks() }, configurable: true, writable: true });
+  try {
+    const w = world();
+    const tabs = [0, 1].map(() => client(w, { share: true, shareName: "types" }));
+    cleanup = () => tabs.forEach((t) => t.disconnect());
+    const got = tabs.map(() => []);
+    tabs.forEach((t, i) => t.on("*", (d) => { if (!d.type?.startsWith("connection")) got[i].push(d.type); }));
+    tabs[0].connect();
+    await until(() => tabs[0].role === "leader" && w.sockets.length === 1);
+    tabs[1].connect();
+    await until(() => tabs[1].role === "follower");
+    w.sockets[0].msg(hello);
+    await until(() => tabs[1].state === "open");
+
+    // The connection takes a filter only when both tabs agree on it.
+    tabs[1].setTypes(["a_*"]);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(w.sockets.length, 1, "the leader still wants everything: no filter, no reconnect");
+    tabs[0].setTypes(["a_*"]);
+    await until(() => w.sockets.length === 2);
+    assert.equal(w.sockets[1].url.searchParams.get("types"), "a_*");
+    assert.equal(w.sockets[1].url.searchParams.get("since"), "c0", "reconnects from the cursor");
+    // The follower wants another one: the connection drops its filter, each tab filters.
+    tabs[1].setTypes(["b_*"]);
+    await until(() => w.sockets.length === 3);
+    assert.equal(w.sockets[2].url.searchParams.get("types"), null);
+    const ws = w.sockets[2];
+    ws.msg(hello);
+    ws.msg(env(cur(1), { type: "a_1" }));
+    ws.msg(env(cur(2), { type: "b_1" }));
+    await until(() => got[1].length === 1);
+    assert.deepEqual(got, [["a_1"], ["b_1"]]);
+
+    // The leader leaves politely: the follower takes over from the cursor.
+    tabs[0].disconnect();
+    await until(() => tabs[1].role === "leader" && w.sockets.length === 4);
+    assert.equal(w.sockets[3].url.searchParams.get("since"), cur(2));
+    assert.equal(w.sockets[3].url.searchParams.get("types"), "b_*", "alone now: its own filter");
+    tabs[1].disconnect();
+  } finally {
+    cleanup();
     if (hadNav) Object.defineProperty(globalThis, "navigator", hadNav);
     else delete globalThis.navigator;
   }
