@@ -29,12 +29,12 @@ func docACLLine(t *testing.T, password string) []string {
 	sc := bufio.NewScanner(f)
 	var found []string
 	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "ACL SETUSER herald ") {
+		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "ACL SETUSER herald on ") {
 			found = append(found, line)
 		}
 	}
 	if len(found) != 1 {
-		t.Fatalf("docs/redis.md has %d \"ACL SETUSER herald\" lines, want 1: %q", len(found), found)
+		t.Fatalf("docs/redis.md has %d \"ACL SETUSER herald on\" lines, want 1: %q", len(found), found)
 	}
 	args := strings.Fields(found[0])
 	n := 0
@@ -48,6 +48,26 @@ func docACLLine(t *testing.T, password string) []string {
 		t.Fatalf("the ACL line has no >CHANGE-ME password placeholder: %s", found[0])
 	}
 	return args
+}
+
+// docACLClusterLine returns the "ACL SETUSER herald +..." line of
+// docs/redis.md that adds what cluster mode needs.
+func docACLClusterLine(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../docs/redis.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "ACL SETUSER herald +") {
+			found = append(found, line)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("docs/redis.md has %d \"ACL SETUSER herald +\" lines, want 1", len(found))
+	}
+	return strings.Fields(found[0])
 }
 
 // TestRedisACLUserOverTLS: two Herald nodes use Redis shards over TLS as
@@ -71,8 +91,55 @@ func TestRedisACLUserOverTLS(t *testing.T) {
 		c.Fanout.Redis.TLS = fanout.RedisTLSConfig{Enabled: true, CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey}
 		c.Limits.PerUser = 2
 	})
-	a, b := nodes[0], nodes[1]
-	users := []string{"1", "2", "3", "4", "5", "6"} // spread over both shards
+	aclWorkload(t, nodes[0], nodes[1])
+	checkACLLog(t, plain)
+}
+
+// TestRedisACLUserCluster: the same in cluster mode, as the user made by
+// the ACL line plus the cluster line of docs/redis.md.
+func TestRedisACLUserCluster(t *testing.T) {
+	const password = "acl-cluster-pw-0123"
+	seeds := redistest.StartCluster(t, 3)
+	for _, a := range seeds {
+		if _, err := redistest.Do(a, docACLLine(t, password)...); err != nil {
+			t.Fatalf("the ACL line of docs/redis.md: %v", err)
+		}
+		if _, err := redistest.Do(a, docACLClusterLine(t)...); err != nil {
+			t.Fatalf("the cluster ACL line of docs/redis.md: %v", err)
+		}
+	}
+	nodes := redisNodes(t, 2, nil, "herald:", func(c *config.Config) {
+		c.Fanout.Redis.Shards = nil
+		c.Fanout.Redis.Cluster = seeds
+		c.Fanout.Redis.Partitions = 4
+		c.Fanout.Redis.Username, c.Fanout.Redis.Password = "herald", password
+		c.Limits.PerUser = 2
+	})
+	aclWorkload(t, nodes[0], nodes[1])
+	checkACLLog(t, seeds)
+}
+
+// checkACLLog fails when any of the Redis servers logged a denied command
+// or key.
+func checkACLLog(t *testing.T, addrs []string) {
+	t.Helper()
+	for _, p := range addrs {
+		log, err := redistest.Do(p, "ACL", "LOG")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entries, _ := log.([]any); len(entries) != 0 {
+			t.Fatalf("Redis %s denied the herald user: %v", p, log)
+		}
+	}
+}
+
+// aclWorkload uses every Redis feature of two nodes a and b (limits.per_user
+// 2): subscriptions, publishes with idempotency keys, WebSocket and SSE
+// delivery, resume, history, recent messages, preferences.
+func aclWorkload(t *testing.T, a, b *testServer) {
+	t.Helper()
+	users := []string{"1", "2", "3", "4", "5", "6"} // spread over the shards
 	var wss []*wsClient
 	for _, u := range users {
 		ws := b.mustWS(t, q("token", token(t, u, time.Hour), "format", "envelope"))
@@ -158,15 +225,6 @@ func TestRedisACLUserOverTLS(t *testing.T) {
 	// Let background work (lease renewals, releases, unsubscribes, probes)
 	// run, then check that Redis denied nothing.
 	time.Sleep(1500 * time.Millisecond)
-	for _, p := range plain {
-		log, err := redistest.Do(p, "ACL", "LOG")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if entries, _ := log.([]any); len(entries) != 0 {
-			t.Fatalf("Redis %s denied the herald user: %v", p, log)
-		}
-	}
 }
 
 type wsClient struct {
