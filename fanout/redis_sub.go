@@ -28,6 +28,11 @@ const (
 	catchupParallel = 32
 	// maxGapFill caps the messages read to fill one gap in live delivery.
 	maxGapFill = 10000
+	// gapFillMaxWait is the longest pause between retries of a failed gap
+	// read (50 ms doubling: about 750 ms in all).
+	gapFillMaxWait = 400 * time.Millisecond
+	// catchupRetry is how long a failed catch-up read waits to be retried.
+	catchupRetry = 200 * time.Millisecond
 )
 
 // redisSub is one Redis pub/sub connection and the channels subscribed on
@@ -721,7 +726,16 @@ func (s *redisSub) deliver(m *Message, live bool) bool {
 // from History themselves.
 func (s *redisSub) fillGap(channel string, from Position, before uint64) (current uint32, ok bool) {
 	n := min(before-from.Offset-1, maxGapFill)
-	top, msgs, err := s.b.readStream(s.b.ctx, s, channel, from.Offset+1, int(n))
+	var top Position
+	var msgs []*Message
+	var err error
+	// Right after a failover the first reads may still go to the old
+	// master: retry briefly before leaving the gap to the sessions.
+	for wait := 50 * time.Millisecond; ; wait *= 2 {
+		if top, msgs, err = s.b.readStream(s.b.ctx, s, channel, from.Offset+1, int(n)); err == nil || wait > gapFillMaxWait || !s.sleep(wait) {
+			break
+		}
+	}
 	if err != nil {
 		return 0, false
 	}
@@ -734,6 +748,19 @@ func (s *redisSub) fillGap(channel string, from Position, before uint64) (curren
 		}
 	}
 	return top.Epoch, true
+}
+
+// sleep waits d unless the broker closes first; it reports whether it
+// waited.
+func (s *redisSub) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.b.ctx.Done():
+		return false
+	}
 }
 
 // runCatchup re-reads the streams of the channels requested (after a
@@ -764,7 +791,23 @@ func (s *redisSub) runCatchup() {
 			if !ok {
 				continue
 			}
-			wg.Go(func() { results[i] = s.readSince(ch, last) })
+			wg.Go(func() {
+				var ok bool
+				if results[i], ok = s.readSince(ch, last); !ok {
+					// Retry later (a failover may still be settling); until
+					// then a live message's gap fill covers it.
+					// While the connection is down, its reconnect re-reads
+					// every channel anyway.
+					time.AfterFunc(catchupRetry, func() {
+						s.mu.Lock()
+						up := s.up
+						s.mu.Unlock()
+						if up {
+							s.requestCatchup([]string{ch})
+						}
+					})
+				}
+			})
 		}
 		wg.Wait()
 		for _, msgs := range results[:n] {
@@ -779,8 +822,9 @@ func (s *redisSub) runCatchup() {
 }
 
 // readSince returns the retained messages of channel after last, or all of
-// them when last is unknown or from an older epoch.
-func (s *redisSub) readSince(channel string, last Position) []*Message {
+// them when last is unknown or from an older epoch; ok is false when the
+// read failed (and the broker is not closing).
+func (s *redisSub) readSince(channel string, last Position) ([]*Message, bool) {
 	first := uint64(1)
 	if last.Epoch != 0 {
 		first = last.Offset + 1
@@ -790,7 +834,7 @@ func (s *redisSub) readSince(channel string, last Position) []*Message {
 		_, msgs, err = s.b.readStream(s.b.ctx, s, channel, 1, 0)
 	}
 	if err != nil {
-		return nil
+		return nil, s.b.closed()
 	}
-	return msgs
+	return msgs, true
 }
