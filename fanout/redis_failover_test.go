@@ -3,8 +3,8 @@ package fanout
 import (
 	"context"
 	"fmt"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
