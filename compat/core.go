@@ -219,10 +219,13 @@ func (c *core) read(h int) {
 	defer func() {
 		if leader {
 			in.stats.leading.Add(-1)
-			ctx, cancel := context.WithTimeout(context.Background(), in.cfg.CommandTimeout)
-			c.renew.Exec(ctx, cl, []string{c.leaseKey}, []string{in.node, "0"})
-			cancel()
 		}
+		// Release even when this reader does not think it leads: a SET NX
+		// cut short by Close may still have taken the lease in Redis. The
+		// script deletes the lease only if this node holds it.
+		ctx, cancel := context.WithTimeout(context.Background(), in.cfg.CommandTimeout)
+		c.renew.Exec(ctx, cl, []string{c.leaseKey}, []string{in.node, "0"})
+		cancel()
 	}()
 	block := min(in.cfg.LeaseTTL/5, time.Second)
 	failures := 0
