@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/nodetest"
 	"github.com/heraldrt/herald/internal/redistest"
+	"github.com/heraldrt/herald/internal/ssetest"
 )
 
 // processConfig is the YAML of a herald node process for tests, with the
@@ -168,4 +170,164 @@ func waitSubscribed(t *testing.T, addr, channel string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestMemoryNodeRestartResumeGetsIngestedMessages is issue 12's "memory
+// broker restart" as an operator meets it: a node with the memory broker
+// and the channels_redis core ingest; an SSE client holds a cursor; the
+// node is SIGKILLed and restarted (new epochs); Django's group_send sends
+// the guide's 7 messages, which the restarted node ingests into user:42's
+// new history (offsets 1-7 in /api/history) although nobody is connected;
+// the client then resumes with Last-Event-ID and must get stream_reset
+// epoch_changed followed by exactly those 7 messages, in order.
+func TestMemoryNodeRestartResumeGetsIngestedMessages(t *testing.T) {
+	if exec.Command("/usr/bin/python3", "-c", "import channels_redis").Run() != nil {
+		requireInCI(t, "python3-channels-redis not installed")
+	}
+	channels := redistest.Start(t)
+	node := nodetest.Start(t, processConfig(fmt.Sprintf(`compat:
+  channels_redis:
+    enabled: true
+    layer: core
+    hosts: ["redis://%s"]
+    lease_ttl: 1s
+`, channels.Addr())))
+	tok := token(t, "42", time.Hour)
+	open := func(lastEventID string) (*http.Response, chan ssetest.Event) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+node.Addr()+"/sse/notifications/?"+q("token", tok), nil)
+		if lastEventID != "" {
+			req.Header.Set("Last-Event-ID", lastEventID)
+		}
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("sse: %v %v", resp, err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		evs := make(chan ssetest.Event, 64)
+		go func() {
+			defer close(evs)
+			ssetest.Read(resp.Body, func(ev ssetest.Event) {
+				if ev.Data != "" {
+					evs <- ev
+				}
+			})
+		}()
+		return resp, evs
+	}
+	next := func(evs chan ssetest.Event) ssetest.Event {
+		t.Helper()
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				t.Fatal("sse stream ended")
+			}
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("no sse event within 10s")
+		}
+		return ssetest.Event{}
+	}
+	resp, evs := open("")
+	next(evs) // connection_established
+	waitMember(t, channels.Addr(), "asgi:group:user_42")
+	code, body := postProcess(t, node, `{"user_id":"42","data":{"n":"before the restart"}}`)
+	if code != 200 {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	cursor := next(evs).ID
+	resp.Body.Close()
+
+	node.Kill()
+	node.Restart()
+	out, err := exec.Command("/usr/bin/python3", "../compat/testdata/group_send.py", "core",
+		"redis://"+channels.Addr(), "user_42", "602").Output()
+	if err != nil {
+		t.Fatalf("group_send.py: %v", err)
+	}
+	want := strings.Split(strings.TrimSpace(string(out)), "\n")
+	// The restarted node takes the inbox lease (the dead node's expires)
+	// and ingests them into the new epoch's history.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := getProcess(t, node, "/api/history?user_id=42")
+		if code == 200 && strings.Count(body, `"offset":`) == len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history after the restart: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	_, evs = open(cursor)
+	if ev := next(evs); !strings.Contains(ev.Data, "connection_established") {
+		t.Fatalf("first event %s", ev.Data)
+	}
+	// One stream_reset per channel of the old cursor (user:42, broadcast),
+	// then the messages.
+	ev := next(evs)
+	userReset := false
+	for strings.Contains(ev.Data, `"stream_reset"`) {
+		userReset = userReset || strings.Contains(ev.Data, `"epoch_changed","channel":"user:42"`)
+		ev = next(evs)
+	}
+	if !userReset {
+		t.Fatalf("no stream_reset epoch_changed for user:42 before %s", ev.Data)
+	}
+	for i, w := range want {
+		if i > 0 {
+			ev = next(evs)
+		}
+		if ev.Data != w {
+			t.Fatalf("message %d after the reset: %s, want %s", i+1, ev.Data, w)
+		}
+	}
+	code, body = postProcess(t, node, `{"user_id":"42","data":{"n":"live"}}`)
+	if ev := next(evs); code != 200 || ev.Data != `{"n":"live"}` {
+		t.Fatalf("after the 7 messages: %s (publish %d %s), want the live one once", ev.Data, code, body)
+	}
+}
+
+// waitMember waits until the sorted set key on the Redis at addr has a
+// member (a Herald node joined the group).
+func waitMember(t *testing.T, addr, key string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n, err := redistest.Do(addr, "ZCARD", key); err == nil && n != int64(0) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody joined %s within 10s", key)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func postProcess(t *testing.T, n *nodetest.Node, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+n.Addr()+"/api/publish", strings.NewReader(body))
+	req.Header.Set("X-API-Key", testAPIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func getProcess(t *testing.T, n *nodetest.Node, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+n.Addr()+path, nil)
+	req.Header.Set("X-API-Key", testAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
