@@ -78,7 +78,10 @@ type ChannelsRedis struct {
 	LeaseTTL time.Duration `koanf:"lease_ttl"`
 	// DedupeWindow is how long a pubsub message's fingerprint is
 	// remembered to tell repeats from copies received by other nodes
-	// (default 5m; keep it at most api.idempotency_window).
+	// (default 5m; keep it equal to api.idempotency_window: a node that
+	// forgets a payload while the broker still holds its key takes a later
+	// identical message for a copy, and one that remembers it longer than
+	// the broker can disagree with a freshly started node).
 	DedupeWindow time.Duration `koanf:"dedupe_window"`
 	// MaxMessageBytes is the largest payload decoded (default 1 MiB).
 	MaxMessageBytes int `koanf:"max_message_bytes"`
