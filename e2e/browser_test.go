@@ -83,6 +83,18 @@ func TestDemoPageWebSocket(t *testing.T) {
 	if g.upgrades.Load() == 0 {
 		t.Fatal("no WebSocket upgrade went through the proxy")
 	}
+	// One event reported for several channels (as stream_reset is after a
+	// restart): one toast, counted, not a stack.
+	for range 3 {
+		publish(t, nil, "http://"+n.addr, "42", `{"type":"stream_reset","reason":"epoch_changed","channel":"user:42"}`)
+	}
+	p.waitFor(`document.querySelectorAll('#toasts .toast[data-kind="reset"]').length === 1 &&
+		document.querySelector('#toasts .toast[data-kind="reset"]').textContent.endsWith("×3")`, 10*time.Second)
+	var toasts int
+	p.mustEval(`document.querySelectorAll("#toasts .toast").length`, &toasts)
+	if toasts > 3 {
+		t.Fatalf("%d toasts on screen, the limit is 3", toasts)
+	}
 	time.Sleep(500 * time.Millisecond) // let the progress bar's transition finish
 	p.screenshot("demo-page.png")
 }

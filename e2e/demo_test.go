@@ -118,6 +118,7 @@ func TestSharedTabs(t *testing.T) {
 		p.waitFor(`window.heraldDemo.client && window.heraldDemo.client.state === "open" && window.heraldDemo.client.transport === "websocket"`, 20*time.Second)
 		// Record when this tab becomes a connected leader (for the failover time).
 		p.mustEval(`(() => { const c = window.heraldDemo.client;
+			c.lifecycle.on("role", (r) => { if (r === "leader") window.heraldE2E.roleAt = Date.now(); });
 			c.lifecycle.on("connected", () => { if (c.role === "leader") window.heraldE2E.ledAt = Date.now(); }); })()`, nil)
 	}
 	roles := make([]string, len(tabs))
@@ -160,14 +161,16 @@ func TestSharedTabs(t *testing.T) {
 			OK, Bad []string
 			Role    string
 			LedAt   int64
+			RoleAt  int64
 		}
-		p.mustEval(`({ok: `+txJS(ok)+`, bad: `+txJS(bad)+`, role: window.heraldDemo.client.role, ledAt: window.heraldE2E.ledAt || 0})`, &got)
+		p.mustEval(`({ok: `+txJS(ok)+`, bad: `+txJS(bad)+`, role: window.heraldDemo.client.role, ledAt: window.heraldE2E.ledAt || 0, roleAt: window.heraldE2E.roleAt || 0})`, &got)
 		if !reflect.DeepEqual(got.OK, wantWorkflow) || !reflect.DeepEqual(got.Bad, wantBad) {
 			t.Errorf("tab %d got %v and %v, want each message once in order: %v and %v", i, got.OK, got.Bad, wantWorkflow, wantBad)
 		}
 		if got.Role == "leader" {
 			newLeaders++
 			ledAt = got.LedAt
+			t.Logf("new leader: lock after %dms, connected after %dms", got.RoleAt-closedAt, got.LedAt-closedAt)
 		}
 	}
 	if newLeaders != 1 {

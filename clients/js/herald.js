@@ -23,7 +23,7 @@ const WS_PATH = "/ws/notifications/";
 const SSE_PATH = "/sse/notifications/";
 const HISTORY_PATH = "/api/me/history";
 const MAX_TIMER = 0x7fffffff; // setTimeout's largest delay
-const SYNC_WAIT = 150; // a new leader waits this long (ms) for the other tabs' positions
+const SYNC_WAIT = 300; // a new leader waits at most this long (ms) for the other tabs' positions
 
 const DEFAULTS = {
   url: "", // Herald's base URL ("https://rt.example.com"); "" = this page's origin
@@ -133,6 +133,7 @@ export class HeraldClient {
     this._online = () => this._retryNow();
     this._id = Math.random().toString(36).slice(2) + Date.now().toString(36);
     this._tabs = new Map(); // leader: tab id -> {types, visible}
+    this._roster = new Set(); // the other tabs sharing with this one (ids), as last heard
   }
 
   /**
@@ -304,12 +305,27 @@ export class HeraldClient {
     const positions = [[...this._pos]];
     const fallback = new Map();
     if (this._connCursor) mergePos(fallback, this._connCursor);
-    this._syncing = (m) => {
-      if (m.pos) positions.push(m.pos);
-      if (m.conn) mergePos(fallback, m.conn);
-    };
-    this._post({ t: "sync?" });
-    await new Promise((r) => setTimeout(r, SYNC_WAIT));
+    // Wait for every tab of the roster but the old leader, or SYNC_WAIT
+    // (a tab that crashed never answers; timers of background tabs may be
+    // throttled, so the common case must not need the timer).
+    const waiting = new Set([...this._roster].filter((id) => id !== this._leaderId));
+    await new Promise((done) => {
+      const timer = setTimeout(done, SYNC_WAIT);
+      this._syncing = (m) => {
+        if (m.pos) positions.push(m.pos);
+        if (m.conn) mergePos(fallback, m.conn);
+        waiting.delete(m.id);
+        if (!waiting.size) {
+          clearTimeout(timer);
+          done();
+        }
+      };
+      this._post({ t: "sync?" });
+      if (!waiting.size) {
+        clearTimeout(timer);
+        done();
+      }
+    });
     this._syncing = null;
     if (this._stopped || this.role !== "leader") return;
     const from = oldest(positions, fallback);
@@ -320,12 +336,18 @@ export class HeraldClient {
   }
 
   _status() {
-    this._post({ t: "status", state: this.state, transport: this.transport, cursor: this.cursor });
+    this._post({ t: "status", id: this._id, state: this.state, transport: this.transport, cursor: this.cursor });
   }
 
   _onTab(m) {
     if (!m || typeof m !== "object" || this._stopped) return;
+    if (m.id && m.id !== this._id) {
+      if (m.t === "bye") this._roster.delete(m.id);
+      else this._roster.add(m.id);
+    }
     switch (m.t) {
+      case "here": // an answer to hello: the roster is all it is for
+        break;
       case "msg": // from the leader (or, while this tab takes over, the last words of the old one)
         if (this.role === "leader" && !this._syncing) return;
         if (m.meta && m.meta.cursor) this._connCursor = this.cursor = m.meta.cursor;
@@ -333,6 +355,7 @@ export class HeraldClient {
         break;
       case "status":
         if (this.role !== "follower") return;
+        this._leaderId = m.id;
         if (m.cursor) {
           this._connCursor = this.cursor = m.cursor;
           if (!this._pos.size) mergePos(this._pos, m.cursor); // joined now: earlier messages are not ours
@@ -353,6 +376,7 @@ export class HeraldClient {
       case "hello":
       case "types":
       case "vis":
+        if (m.t === "hello") this._post({ t: "here", id: this._id });
         if (this.role !== "leader") return;
         this._tabs.set(m.id, { ...this._tabs.get(m.id), ...(m.types ? { types: m.types } : {}), ...("visible" in m ? { visible: !!m.visible } : {}) });
         if (m.t === "hello") this._status();
