@@ -102,8 +102,15 @@ func waitConns(t *testing.T, base, user string, want int) {
 // once each and in order; closing the leader tab mid-workflow hands the
 // connection to another tab within 2 s, and the remaining tabs finish with
 // nothing lost or duplicated; each completed/failed event shows exactly one
-// OS notification for the whole browser.
-func TestSharedTabs(t *testing.T) {
+// OS notification for the whole browser. TestSharedTabsLeaderCrash does
+// the same with the leader's renderer crashing (no goodbye).
+func TestSharedTabs(t *testing.T) { testSharedTabs(t, false) }
+
+// TestSharedTabsLeaderCrash: as TestSharedTabs, but the leader tab's
+// renderer crashes (Page.crash) instead of closing.
+func TestSharedTabsLeaderCrash(t *testing.T) { testSharedTabs(t, true) }
+
+func testSharedTabs(t *testing.T, crash bool) {
 	n := startHerald(t, func(c *config.Config) { c.Admin.Key = testAdminKey }, nil)
 	base := "http://" + n.addr
 	b := startBrowser(t)
@@ -111,7 +118,7 @@ func TestSharedTabs(t *testing.T) {
 	for i := range tabs {
 		tabs[i] = b.newPage()
 		tabs[i].addInitScript(notificationSpy)
-		tabs[i].addInitScript(`window.heraldE2E = {}; addEventListener("DOMContentLoaded", () => {});`)
+		tabs[i].addInitScript(`window.heraldE2E = {};`)
 		tabs[i].navigate(base + "/?notify_always=1")
 	}
 	for _, p := range tabs {
@@ -146,7 +153,12 @@ func TestSharedTabs(t *testing.T) {
 		t.Fatalf("mid-workflow: %d server connections for 3 tabs, want 1", got)
 	}
 	closedAt := time.Now().UnixMilli()
-	tabs[leader].close()
+	if crash {
+		// The renderer dies without pagehide or a reply to this command.
+		go func() { _ = tabs[leader].b.call(tabs[leader].session, "Page.crash", nil, nil) }()
+	} else {
+		tabs[leader].close()
+	}
 	rest := append(append([]*page{}, tabs[:leader]...), tabs[leader+1:]...)
 
 	wantBad := []string{"started", "step1", "step2", "failed"}
@@ -192,7 +204,8 @@ func TestSharedTabs(t *testing.T) {
 	if !reflect.DeepEqual(count, want) {
 		t.Fatalf("OS notifications %v, want one per event: %v", count, want)
 	}
-	t.Logf("3 tabs, 1 connection; leader tab %d closed, tab took over and connected in %v; notifications %v", leader, failover, count)
+	how := map[bool]string{false: "closed", true: "crashed"}[crash]
+	t.Logf("3 tabs, 1 connection; leader tab %d %s, tab took over and connected in %v; notifications %v", leader, how, failover, count)
 }
 
 // TestDemoScreenshots: the demo page at 1280 px (dark) and 390 px (light)

@@ -462,3 +462,13 @@ test("shared: a follower's setTypes reaches the leader; each tab filters for its
     else delete globalThis.navigator;
   }
 });
+
+test("without Web Locks (here: Node) share: true falls back to a connection of its own", async () => {
+  assert.ok(!globalThis.navigator?.locks, "this runtime has no Web Locks");
+  const w = world();
+  const c = client(w, { share: true });
+  c.connect();
+  await until(() => w.sockets.length === 1);
+  assert.equal(c.role, "solo");
+  c.disconnect();
+});
