@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldrt/herald/config"
 )
 
 // ownGoroutines counts goroutines, leaving out fasthttp's idle worker pool
@@ -40,7 +42,10 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
-	ts := startServer(t, nil)
+	// The warm-up connection never reads, so it answers no ping: on a
+	// loaded machine the 10,000 connects can outlast the default 60 s read
+	// timeout, which would close it and move the baseline.
+	ts := startServer(t, func(c *config.Config) { c.Stream.WSReadTimeout = 10 * time.Minute })
 	// Warm up pools and the HTTP client, then take the baseline.
 	readWS(t, ts.mustWS(t, q("token", token(t, "warm", time.Hour))))
 	time.Sleep(100 * time.Millisecond)
