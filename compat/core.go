@@ -163,11 +163,6 @@ func (c *core) verify(ctx context.Context, groups []string) {
 		if !rueidis.IsRedisNil(err) {
 			continue // unreachable: checked again next time
 		}
-		if c.marked[h] {
-			c.in.stats.restored.Add(1)
-			c.in.log.Warn("channels Redis lost Herald's group memberships (restart without persistence, flush or failover): writing them again",
-				"host", c.in.cfg.Hosts[h], "groups", len(byHost[h]))
-		}
 		now := float64(time.Now().UnixMicro()) / 1e6
 		exp := max(int64(c.in.cfg.GroupExpiry/time.Second), 1)
 		cmds := c.membershipCmds(cl, make(rueidis.Commands, 0, 2*len(byHost[h])+1), byHost[h], true, now, exp)
@@ -187,6 +182,11 @@ func (c *core) verify(ctx context.Context, groups []string) {
 			// them whatever the marker says.
 			cl.Do(ctx, cl.B().Del().Key(c.markerKey).Build())
 			continue
+		}
+		if c.marked[h] { // not the first write: they were lost
+			c.in.stats.restored.Add(1)
+			c.in.log.Warn("channels Redis had lost Herald's group memberships (restart without persistence, flush or failover): written again",
+				"host", c.in.cfg.Hosts[h], "groups", len(byHost[h]))
 		}
 		c.marked[h] = true
 	}

@@ -134,6 +134,11 @@ func TestChannelsRedisRestartResumesDelivery(t *testing.T) {
 			if took > 5*time.Second {
 				t.Fatalf("%s: delivery resumed %v after the restart, want within 5s", layer, took)
 			}
+			if layer == "core" {
+				if v := metricValue(t, scrape(t, ts), "herald_channels_redis_memberships_restored_total"); v != 1 {
+					t.Errorf("herald_channels_redis_memberships_restored_total %v, want 1", v)
+				}
+			}
 			// A new connection of the same user receives too.
 			ws2 := ts.mustWS(t, q("token", tok))
 			readWS(t, ws2)

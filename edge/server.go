@@ -134,6 +134,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 				"skipped": st.Skipped, "expired": st.Expired, "dropped": st.Dropped,
 			}
 		})
+		s.metrics.RegisterChannelsRedisRestores(func() uint64 { return in.Stats().Restored })
 	}
 	bc, err := NewBackendChecker(cfg.Auth.BackendCheck, log)
 	if err != nil {

@@ -26,3 +26,15 @@ func (c *ingestCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v), result)
 	}
 }
+
+// RegisterChannelsRedisRestores adds
+// herald_channels_redis_memberships_restored_total: how often a channels
+// Redis host was found to have lost this node's group memberships
+// (restart without persistence, flush, failover) and they were written
+// again.
+func (m *Metrics) RegisterChannelsRedisRestores(count func() uint64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "herald_channels_redis_memberships_restored_total",
+		Help: "Times a channels Redis host had lost this node's group memberships (restart, flush, failover) and they were written again.",
+	}, func() float64 { return float64(count()) }))
+}
