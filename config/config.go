@@ -580,11 +580,11 @@ func (c *Config) Validate() error {
 			bad("admin.listen", "%q is not host:port", c.Admin.Listen)
 		}
 	}
-	if c.API.MaxBodyBytes < 1024 {
-		bad("api.max_body_bytes", "must be at least 1024, got %d", c.API.MaxBodyBytes)
+	if c.API.MaxBodyBytes < 1024 || c.API.MaxBodyBytes > 256<<20 {
+		bad("api.max_body_bytes", "must be between 1024 and 268435456, got %d", c.API.MaxBodyBytes)
 	}
-	if c.API.MaxBatch < 1 {
-		bad("api.max_batch", "must be at least 1, got %d", c.API.MaxBatch)
+	if c.API.MaxBatch < 1 || c.API.MaxBatch > 100_000 {
+		bad("api.max_batch", "must be between 1 and 100000, got %d", c.API.MaxBatch)
 	}
 	between("api.idempotency_window", c.API.IdempotencyWindow, time.Second, 24*time.Hour, false)
 	switch c.Fanout.Broker {

@@ -55,6 +55,8 @@ func TestStrictConfig(t *testing.T) {
 			want: []string{"limits.idle_timeout", "or 0 to turn it off"}},
 		{name: "queue bytes huge", yaml: "stream:\n  max_queue_bytes: 99999999999\n",
 			want: []string{"stream.max_queue_bytes", "between 1024 and 1073741824"}},
+		{name: "publish body limit huge", env: []string{"HERALD_API__MAX_BODY_BYTES=10000000000"},
+			want: []string{"api.max_body_bytes", "between 1024 and 268435456"}},
 		{name: "read limit huge", yaml: "stream:\n  ws_read_limit: 1073741824\n",
 			want: []string{"stream.ws_read_limit", "between 256 and 67108864"}},
 		{name: "any origin with cookie auth", yaml: "server:\n  allowed_origins: [\"*\"]\n",
