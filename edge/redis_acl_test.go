@@ -215,8 +215,14 @@ func aclWorkload(t *testing.T, a, b *testServer) {
 	if code, out := prefs("PUT", a, `{"types":["-chatty"]}`); code != 200 {
 		t.Fatalf("put preferences: %d %s", code, out)
 	}
-	if code, out := prefs("GET", b, ""); code != 200 || !strings.Contains(out, "chatty") {
-		t.Fatalf("get preferences: %d %s", code, out)
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) { // b learns them through Redis pub/sub
+		code, out := prefs("GET", b, "")
+		if code == 200 && strings.Contains(out, "chatty") {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("get preferences: %d %s", code, out)
+		}
 	}
 	for _, w := range wss {
 		w.c.Close()
