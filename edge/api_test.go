@@ -133,3 +133,22 @@ func TestReservedChannelsNotGranted(t *testing.T) {
 		t.Fatalf("channels %v", got)
 	}
 }
+
+// BenchmarkParsePublish: validation cost of a typical and a 64 KiB body
+// (UTF-8 scan, JSON decode, channel and user id checks).
+func BenchmarkParsePublish(b *testing.B) {
+	for name, body := range map[string][]byte{
+		"small": []byte(`{"user_id":"42","data":{"type":"oracle_upload_progress","transaction_id":602,"progress":40,"message":"Uploading… 40 %"}}`),
+		"64KiB": []byte(`{"channel":"broadcast","data":{"text":"` + strings.Repeat("héllo wörld ", 5461) + `"}}`),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParsePublish(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

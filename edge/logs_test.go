@@ -192,3 +192,20 @@ func TestRedactor(t *testing.T) {
 		t.Errorf("plain text changed: %q", got)
 	}
 }
+
+// BenchmarkRedactLine: the redactor's cost on one typical refusal line's
+// attribute and on a quoted malformed request.
+func BenchmarkRedactLine(b *testing.B) {
+	r := newRedactor(testConfig())
+	for name, s := range map[string]string{
+		"detail":  "token is expired by 3m2s",
+		"request": fmt.Sprintf("error when reading request headers: cannot find colon: contents: %q", "GET /sse/notifications/?token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJlc2lnbmF0dXJl HTTP/1.1\r\nCookie: sessionid=abc\r\n"),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = r.String(s)
+			}
+		})
+	}
+}
