@@ -91,6 +91,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseInbound$$' -fuzztime $(FUZZTIME) ./protocols/
 	$(GO) test -run '^$$' -fuzz '^FuzzServeWS$$' -fuzztime $(FUZZTIME) ./protocols/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePublish$$' -fuzztime $(FUZZTIME) ./edge/
+	$(GO) test -run '^$$' -fuzz '^FuzzClientJSHeaders$$' -fuzztime $(FUZZTIME) ./edge/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./edge/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzSignedClaims$$' -fuzztime $(FUZZTIME) ./edge/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsgpack$$' -fuzztime $(FUZZTIME) ./compat/

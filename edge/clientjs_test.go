@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -119,4 +120,31 @@ func TestAcceptedEncoding(t *testing.T) {
 			t.Errorf("acceptedEncoding(%q) = %q, want %q", ae, got, want)
 		}
 	}
+}
+
+// FuzzClientJSHeaders: Accept-Encoding and If-None-Match come from any
+// client. Whatever they hold, the choice is one of the three encodings, a
+// coding is only chosen when the header names it (or "*"), and an ETag
+// list only matches when it holds the tag or "*".
+func FuzzClientJSHeaders(f *testing.F) {
+	for _, s := range []string{"", "gzip", "br;q=0, gzip;q=0.5", "*;q=0", "gzip;q=bad", `"abc-gzip", W/"x"`, "*", ",,;;q=", "BR;Q=1"} {
+		f.Add(s)
+	}
+	tag := []byte(`"tag-gzip"`)
+	f.Fuzz(func(t *testing.T, h string) {
+		enc := acceptedEncoding([]byte(h))
+		low := strings.ToLower(h)
+		switch enc {
+		case "":
+		case "br", "gzip":
+			if !strings.Contains(low, enc) && !strings.Contains(low, "*") {
+				t.Fatalf("acceptedEncoding(%q) = %q, a coding the header does not name", h, enc)
+			}
+		default:
+			t.Fatalf("acceptedEncoding(%q) = %q", h, enc)
+		}
+		if etagMatches([]byte(h), tag) && !strings.Contains(h, string(tag)) && !strings.Contains(h, "*") {
+			t.Fatalf("etagMatches(%q) without the tag or *", h)
+		}
+	})
 }
