@@ -121,7 +121,7 @@ type Ingest struct {
 	cfg     config.ChannelsRedis
 	rules   []rule
 	style   Style
-	types   map[string]bool
+	types   atomic.Pointer[map[string]bool] // nil map: every type; swapped by SetTypes
 	publish PublishFunc
 	top     TopFunc // nil: no floor (see WithTop)
 	log     *slog.Logger
@@ -178,12 +178,7 @@ func NewIngest(cfg config.ChannelsRedis, publish PublishFunc, log *slog.Logger, 
 	if cfg.JSONStyle == "compact" {
 		in.style = StyleCompact
 	}
-	if len(cfg.Types) > 0 {
-		in.types = make(map[string]bool, len(cfg.Types))
-		for _, t := range cfg.Types {
-			in.types[t] = true
-		}
-	}
+	in.SetTypes(cfg.Types)
 	for i, h := range cfg.Hosts {
 		opt, err := clientOption(h, cfg)
 		if err != nil {
@@ -428,6 +423,19 @@ func (in *Ingest) Sync(ctx context.Context) error {
 	}
 }
 
+// SetTypes replaces the event types ingested (compat.channels_redis.types;
+// empty: all) for the messages read from now on. Safe to call at any time.
+func (in *Ingest) SetTypes(types []string) {
+	var m map[string]bool
+	if len(types) > 0 {
+		m = make(map[string]bool, len(types))
+		for _, t := range types {
+			m[t] = true
+		}
+	}
+	in.types.Store(&m)
+}
+
 // Stats returns the ingest's counters.
 func (in *Ingest) Stats() Stats {
 	in.mu.Lock()
@@ -518,9 +526,9 @@ func (in *Ingest) decodeEvent(payload []byte) (data []byte, targets []string, ok
 			}
 		}
 	}
-	if in.types != nil {
+	if types := *in.types.Load(); types != nil {
 		typ, _ := v.Get("type")
-		if typ == nil || typ.kind != kindString || !in.types[typ.s] {
+		if typ == nil || typ.kind != kindString || !types[typ.s] {
 			in.stats.skipped.Add(1)
 			return nil, nil, false
 		}

@@ -43,6 +43,17 @@ type Config struct {
 	Admin   Admin                   `koanf:"admin"`
 	// Compat configures migration aids (channels_redis ingest).
 	Compat Compat `koanf:"compat"`
+	// Reload configures live reloading of the config file.
+	Reload Reload `koanf:"config"`
+}
+
+// Reload configures live reloading (section "config"). SIGHUP always
+// reloads; with Watch the config file is also watched for changes.
+type Reload struct {
+	// Watch reloads when the config file's content changes.
+	Watch bool `koanf:"watch"`
+	// WatchInterval is how often the file is checked.
+	WatchInterval time.Duration `koanf:"watch_interval"`
 }
 
 // Server configures the listener and HTTP handling.
@@ -336,6 +347,7 @@ func Default() Config {
 		},
 		Limits:  Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, ClientRate: 20, ClientBurst: 50, TokenExpiringLead: 30 * time.Second},
 		Log:     Log{Level: "info", Format: "text"},
+		Reload:  Reload{WatchInterval: 2 * time.Second},
 		Tracing: telemetry.TracingConfig{Exporter: "otlp-grpc", Endpoint: "127.0.0.1:4317", Insecure: true, SampleRatio: 1, ServiceName: "herald"},
 	}
 }
@@ -532,6 +544,7 @@ func (c *Config) Validate() error {
 	between("server.handshake_timeout", c.Server.HandshakeTimeout, 100*time.Millisecond, 5*time.Minute, false)
 	between("server.shutdown_timeout", c.Server.ShutdownTimeout, time.Second, time.Hour, false)
 	between("server.reconnect_window", c.Server.ReconnectWindow, 0, 10*time.Minute, false)
+	between("config.watch_interval", c.Reload.WatchInterval, 100*time.Millisecond, time.Hour, false)
 	between("server.tls.reload_check", c.Server.TLS.ReloadCheck, 100*time.Millisecond, 24*time.Hour, false)
 	for _, o := range c.Server.AllowedOrigins {
 		if o == "*" && !c.Server.AllowAnyOriginWithCredentials {

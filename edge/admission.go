@@ -24,11 +24,10 @@ import (
 // need no token run before authentication, so a flood of refused connects
 // costs a map lookup, not a signature check.
 type admission struct {
-	cfg     config.Limits
-	node    string         // this node's id, the prefix of its connection ids
-	cluster clusterCounter // nil with the memory broker: counts are per node
+	lim     atomic.Pointer[admLimits] // swapped by a config reload
+	node    string                    // this node's id, the prefix of its connection ids
+	cluster clusterCounter            // nil with the memory broker: counts are per node
 	log     *slog.Logger
-	trusted []*net.IPNet
 	total   atomic.Int64
 
 	mu  sync.Mutex
@@ -75,8 +74,25 @@ const connLease = 30 * time.Second
 const heartbeatEvery = fanout.NodeAliveTTL / 4
 
 func newAdmission(cfg config.Limits, node string, cluster clusterCounter, log *slog.Logger) *admission {
-	return &admission{cfg: cfg, node: node, cluster: cluster, log: log, trusted: cfg.TrustedProxyNets(),
+	a := &admission{node: node, cluster: cluster, log: log,
 		ips: make(map[string]*ipState), users: make(map[string][]*protocols.Session)}
+	a.setLimits(cfg)
+	return a
+}
+
+// admLimits are the limits in effect, with the trusted proxies parsed.
+type admLimits struct {
+	config.Limits
+	trusted []*net.IPNet
+}
+
+// cfg returns the limits in effect.
+func (a *admission) cfg() *admLimits { return a.lim.Load() }
+
+// setLimits puts new limits in effect for the connects that follow;
+// connections already admitted are not re-checked.
+func (a *admission) setLimits(cfg config.Limits) {
+	a.lim.Store(&admLimits{Limits: cfg, trusted: cfg.TrustedProxyNets()})
 }
 
 // connID names session s across the cluster: "<node>.<session id>".
@@ -89,7 +105,7 @@ func (a *admission) connID(s *protocols.Session) string {
 // proxy (left-most entries are client-supplied and can be forged).
 func (a *admission) clientIP(ctx *fasthttp.RequestCtx) string {
 	peer := ctx.RemoteIP()
-	if len(a.trusted) == 0 || !a.isTrusted(peer) {
+	if len(a.cfg().trusted) == 0 || !a.isTrusted(peer) {
 		return peer.String()
 	}
 	xff := ctx.Request.Header.Peek("X-Forwarded-For")
@@ -112,7 +128,7 @@ func (a *admission) clientIP(ctx *fasthttp.RequestCtx) string {
 }
 
 func (a *admission) isTrusted(ip net.IP) bool {
-	for _, n := range a.trusted {
+	for _, n := range a.cfg().trusted {
 		if n.Contains(ip) {
 			return true
 		}
@@ -123,30 +139,30 @@ func (a *admission) isTrusted(ip net.IP) bool {
 // enter admits a connection from ip against the node and IP limits,
 // reserving a slot that leave releases.
 func (a *admission) enter(ip string, now time.Time) *refusal {
-	if max := a.cfg.MaxConnections; max > 0 && a.total.Load() >= int64(max) {
+	if max := a.cfg().MaxConnections; max > 0 && a.total.Load() >= int64(max) {
 		return &refusal{status: fasthttp.StatusServiceUnavailable, reason: "node_full", detail: "this node is at limits.max_connections", retryAfter: time.Second}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.ips[ip]
 	if st == nil {
-		st = &ipState{tokens: float64(a.cfg.PerIPBurst), last: now}
+		st = &ipState{tokens: float64(a.cfg().PerIPBurst), last: now}
 		a.ips[ip] = st
 	}
-	if a.cfg.PerIPRate > 0 {
-		st.tokens = math.Min(float64(a.cfg.PerIPBurst), st.tokens+now.Sub(st.last).Seconds()*a.cfg.PerIPRate)
+	if a.cfg().PerIPRate > 0 {
+		st.tokens = math.Min(float64(a.cfg().PerIPBurst), st.tokens+now.Sub(st.last).Seconds()*a.cfg().PerIPRate)
 		st.last = now
 		if st.tokens < 1 {
-			wait := time.Duration((1 - st.tokens) / a.cfg.PerIPRate * float64(time.Second))
+			wait := time.Duration((1 - st.tokens) / a.cfg().PerIPRate * float64(time.Second))
 			a.forgetLocked(ip, st)
 			return &refusal{status: fasthttp.StatusTooManyRequests, reason: "rate_limited", detail: "too many connects from this address", retryAfter: wait}
 		}
 	}
-	if a.cfg.PerIP > 0 && st.conns >= a.cfg.PerIP {
+	if a.cfg().PerIP > 0 && st.conns >= a.cfg().PerIP {
 		a.forgetLocked(ip, st)
 		return &refusal{status: fasthttp.StatusTooManyRequests, reason: "too_many_connections_ip", detail: "limits.per_ip reached for this address", retryAfter: 5 * time.Second}
 	}
-	if a.cfg.PerIPRate > 0 {
+	if a.cfg().PerIPRate > 0 {
 		st.tokens--
 	}
 	st.conns++
@@ -157,7 +173,7 @@ func (a *admission) enter(ip string, now time.Time) *refusal {
 // forgetLocked drops an IP entry that holds no connections and a full
 // bucket, so the map does not grow with every address ever seen.
 func (a *admission) forgetLocked(ip string, st *ipState) {
-	if st.conns == 0 && (a.cfg.PerIPRate == 0 || st.tokens >= float64(a.cfg.PerIPBurst)) {
+	if st.conns == 0 && (a.cfg().PerIPRate == 0 || st.tokens >= float64(a.cfg().PerIPBurst)) {
 		delete(a.ips, ip)
 	}
 }
@@ -171,7 +187,7 @@ func (a *admission) leave(ip string) {
 		st.conns--
 		if st.conns <= 0 {
 			st.conns = 0
-			if a.cfg.PerIPRate == 0 {
+			if a.cfg().PerIPRate == 0 {
 				delete(a.ips, ip)
 			}
 		}
@@ -180,13 +196,13 @@ func (a *admission) leave(ip string) {
 
 // sweep forgets idle IP entries whose buckets have refilled.
 func (a *admission) sweep(now time.Time) {
-	if a.cfg.PerIPRate == 0 {
+	if a.cfg().PerIPRate == 0 {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for ip, st := range a.ips {
-		if st.conns == 0 && now.Sub(st.last).Seconds()*a.cfg.PerIPRate >= float64(a.cfg.PerIPBurst) {
+		if st.conns == 0 && now.Sub(st.last).Seconds()*a.cfg().PerIPRate >= float64(a.cfg().PerIPBurst) {
 			delete(a.ips, ip)
 		}
 	}
@@ -200,8 +216,8 @@ func (a *admission) sweep(now time.Time) {
 // answer, the connection is admitted (and counted locally): availability
 // wins over the limit, and the lapse is logged.
 func (a *admission) acquireUser(ctx context.Context, s *protocols.Session) (victim *protocols.Session, remote string, r *refusal) {
-	limit := a.cfg.PerUser
-	evict := a.cfg.PerUserPolicy == "evict_oldest"
+	limit := a.cfg().PerUser
+	evict := a.cfg().PerUserPolicy == "evict_oldest"
 	if a.cluster != nil && limit > 0 {
 		v, ok, err := a.cluster.AcquireConn(ctx, s.UserID(), a.connID(s), limit, evict, connLease)
 		switch {
@@ -254,7 +270,7 @@ func (a *admission) find(user, conn string) *protocols.Session {
 
 // renew extends the cluster-wide leases of this node's connections.
 func (a *admission) renew(ctx context.Context) {
-	if a.cluster == nil || a.cfg.PerUser <= 0 {
+	if a.cluster == nil || a.cfg().PerUser <= 0 {
 		return
 	}
 	a.umu.Lock()
@@ -273,7 +289,7 @@ func (a *admission) renew(ctx context.Context) {
 // heartbeat renews this node's liveness, which keeps its connections
 // counting towards per-user limits on every node.
 func (a *admission) heartbeat(ctx context.Context) {
-	if a.cluster == nil || a.cfg.PerUser <= 0 {
+	if a.cluster == nil || a.cfg().PerUser <= 0 {
 		return
 	}
 	if err := a.cluster.NodeAlive(ctx, a.node); err != nil {
@@ -283,7 +299,7 @@ func (a *admission) heartbeat(ctx context.Context) {
 
 // gone ends this node's liveness (at shutdown).
 func (a *admission) gone(ctx context.Context) {
-	if a.cluster == nil || a.cfg.PerUser <= 0 {
+	if a.cluster == nil || a.cfg().PerUser <= 0 {
 		return
 	}
 	if err := a.cluster.NodeGone(ctx, a.node); err != nil {
@@ -305,7 +321,7 @@ func (a *admission) releaseUser(s *protocols.Session) {
 			break
 		}
 	}
-	if found && a.cluster != nil && a.cfg.PerUser > 0 {
+	if found && a.cluster != nil && a.cfg().PerUser > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if err := a.cluster.ReleaseConn(ctx, s.UserID(), a.connID(s)); err != nil {
 			a.log.Warn("releasing connection lease failed (it expires by itself)", "user", s.UserID(), "err", err)

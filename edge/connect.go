@@ -63,7 +63,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, transport string, sinceParam []
 			s.adm.leave(req.ip)
 		}
 	}()
-	claims, _, err := s.auth.Authenticate(ctx)
+	claims, _, err := s.verifier().Authenticate(ctx)
 	if err != nil && s.backend != nil {
 		// No JWT at all: ask the backend about the session cookie. A
 		// present but bad token is still refused as such.
@@ -132,18 +132,19 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport, reason,
 // take wildcards, see config.Validate). Scheme, host and port are compared
 // (default ports made explicit): https://host is not http://host.
 func (s *Server) originAllowed(ctx *fasthttp.RequestCtx, origin string) bool {
-	if origin == "" || s.anyOrig {
+	orig := s.orig.Load()
+	if origin == "" || orig.any {
 		return true
 	}
 	n, ok := normalOrigin(origin)
 	if !ok {
 		return false
 	}
-	if s.origins[n] {
+	if orig.set[n] {
 		return true
 	}
 	if u, err := url.Parse(origin); err == nil && u.Port() != "" && config.LoopbackHost(u.Hostname()) {
-		if s.origins[strings.TrimSuffix(n, ":"+u.Port())+":*"] {
+		if orig.set[strings.TrimSuffix(n, ":"+u.Port())+":*"] {
 			return true
 		}
 	}
@@ -214,7 +215,7 @@ func channelsFor(c auth.Claims) []string {
 // open creates, registers and resumes a session. On failure it has written
 // a 503 and cleaned up.
 func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols.Transport) (*protocols.Session, bool) {
-	sess := protocols.NewSession(s.env, protocols.Options{
+	sess := protocols.NewSession(s.env.Load(), protocols.Options{
 		ID:        s.nextID.Add(1),
 		UserID:    req.claims.UserID,
 		Channels:  channelsFor(req.claims),
@@ -225,7 +226,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		Filter:    req.filter,
 	})
 	sess.SetPreferences(s.userPreferences(context.Background(), req.claims.UserID))
-	actx, acancel := context.WithTimeout(context.Background(), s.env.Config.HistoryTimeout)
+	actx, acancel := context.WithTimeout(context.Background(), s.env.Load().Config.HistoryTimeout)
 	victim, remote, r := s.adm.acquireUser(actx, sess)
 	acancel()
 	if remote != "" {
@@ -237,13 +238,13 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		return nil, false
 	}
 	if victim != nil {
-		s.log.Info("evicting oldest connection", "user", victim.UserID(), "session", victim.ID(), "limit", s.cfg.Limits.PerUser)
+		s.log.Info("evicting oldest connection", "user", victim.UserID(), "session", victim.ID(), "limit", s.adm.cfg().PerUser)
 		victim.Close(protocols.CloseReplaced)
 	}
 	s.hub.Add(sess)
 	// fasthttp recycles its RequestCtx, so it must not become the parent of
 	// a context that may outlive the handler: use a fresh one.
-	bctx, bcancel := context.WithTimeout(context.Background(), s.env.Config.HistoryTimeout)
+	bctx, bcancel := context.WithTimeout(context.Background(), s.env.Load().Config.HistoryTimeout)
 	defer bcancel()
 	if err := s.broker.Subscribe(bctx, sess.Channels()...); err != nil {
 		s.hub.Remove(sess)
@@ -390,14 +391,14 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 		extra = append(extra, [2]string{"Access-Control-Allow-Origin", req.origin},
 			[2]string{"Access-Control-Allow-Credentials", "true"}, [2]string{"Vary", "Origin"})
 	}
-	head := protocols.AppendSSEHead(nil, s.env.Config.SSERetry, extra)
+	head := protocols.AppendSSEHead(nil, s.env.Load().Config.SSERetry, extra)
 	raw := ctx.Conn()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(net.Conn) {
 		// Write and read the accepted socket itself: fasthttp's hijack
 		// wrapper and its read buffer are then garbage, and an SSE
 		// connection costs its reader goroutine and little else.
-		_ = raw.SetWriteDeadline(time.Now().Add(s.env.Config.WriteTimeout))
+		_ = raw.SetWriteDeadline(time.Now().Add(s.env.Load().Config.WriteTimeout))
 		if _, err := raw.Write(head); err != nil {
 			sess.Close(protocols.CloseGoingAway)
 			raw.Close()

@@ -48,7 +48,7 @@ func (s *Server) handleDevToken(ctx *fasthttp.RequestCtx) {
 	if user == "" {
 		user = "42"
 	}
-	tok, err := auth.Sign(s.cfg.Auth.JWT.HMACSecret, "HS256", user, time.Hour, nil)
+	tok, err := auth.Sign(s.current().Auth.JWT.HMACSecret, "HS256", user, time.Hour, nil)
 	if err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
 		return

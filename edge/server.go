@@ -12,7 +12,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,17 +34,20 @@ type Server struct {
 	log      *slog.Logger
 	broker   fanout.Broker
 	hub      *Hub
-	auth     *auth.Verifier
-	env      *protocols.Env
+	authv    atomic.Pointer[auth.Verifier] // swapped by Reload
+	env      atomic.Pointer[protocols.Env] // new sessions take the current one
 	http     *fasthttp.Server
 	upgrader websocket.FastHTTPUpgrader
-	origins  map[string]bool
-	anyOrig  bool
+	orig     atomic.Pointer[originSet]
 	adm      *admission
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing // nil when tracing is off
 	ingest   *compat.Ingest     // channels_redis ingest, nil when disabled
 	backend  *BackendChecker    // auth.backend_check, nil when disabled
+
+	cur      atomic.Pointer[config.Config] // the config in effect (after reloads)
+	rules    atomic.Pointer[[]config.RetentionRule]
+	reloadMu sync.Mutex
 
 	adminHTTP   atomic.Pointer[fasthttp.Server]
 	metricsOnce sync.Once
@@ -86,28 +88,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.hub = NewHub(s.tracing)
 	s.control = "herald.node." + s.node
 	s.metrics = telemetry.NewMetrics()
-	v, err := auth.New(auth.Config{
-		HMACSecret:     cfg.Auth.JWT.HMACSecret,
-		HMACSecrets:    cfg.Auth.JWT.HMACSecrets,
-		JWKSURL:        cfg.Auth.JWT.JWKSURL,
-		JWKSRefresh:    cfg.Auth.JWT.JWKSRefresh,
-		JWKSFile:       cfg.Auth.JWT.JWKSFile,
-		Logger:         log.With("component", "auth"),
-		PublicKeyFiles: cfg.Auth.JWT.PublicKeyFiles,
-		Audience:       cfg.Auth.JWT.Audience,
-		Issuer:         cfg.Auth.JWT.Issuer,
-		Leeway:         cfg.Auth.JWT.Leeway,
-		UserClaim:      cfg.Auth.JWT.UserClaim,
-		CookieName:     cfg.Auth.CookieName,
-		QueryParam:     cfg.Auth.QueryParam,
-
-		RefusedTokenTypes: cfg.Auth.JWT.RefusedTokenTypes,
-	})
+	s.cur.Store(&cfg)
+	v, err := newVerifier(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	s.auth = v
-	b, err := newBroker(ctx, cfg, s.deliver)
+	s.authv.Store(v)
+	s.setRetention(cfg.History)
+	b, err := newBroker(ctx, cfg, s.deliver, s.retention)
 	if err != nil {
 		return nil, err
 	}
@@ -153,40 +141,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		b.Close()
 		return nil, fmt.Errorf("subscribe control channels: %w", err)
 	}
-	s.origins = make(map[string]bool)
-	for _, o := range cfg.Server.AllowedOrigins {
-		if o == "*" {
-			s.anyOrig = true
-			continue
-		}
-		if host, ok := strings.CutSuffix(o, ":*"); ok {
-			// A loopback port wildcard (validated by config): any port.
-			s.origins[strings.ToLower(host)+":*"] = true
-			continue
-		}
-		if n, ok := normalOrigin(o); ok {
-			s.origins[n] = true
-		}
-	}
-	s.env = &protocols.Env{
-		Config: protocols.Config{
-			WriteTimeout:   cfg.Stream.WriteTimeout,
-			WSPingInterval: cfg.Stream.WSPingInterval,
-			WSReadTimeout:  cfg.Stream.WSReadTimeout,
-			WSReadLimit:    cfg.Stream.WSReadLimit,
-			SSEHeartbeat:   cfg.Stream.SSEHeartbeat,
-			SSERetry:       cfg.Stream.SSERetry,
-			MaxQueue:       cfg.Stream.MaxQueue,
-			MaxQueueBytes:  cfg.Stream.MaxQueueBytes,
-			ClientRate:     cfg.Limits.ClientRate,
-			ClientBurst:    cfg.Limits.ClientBurst,
-
-			IdleTimeout:       cfg.Limits.IdleTimeout,
-			MaxLifetime:       cfg.Limits.MaxLifetime,
-			TokenExpiringLead: cfg.Limits.TokenExpiringLead,
-			Coalesce:          cfg.Stream.CoalesceRules(),
-			UserIDString:      cfg.Stream.UserIDString,
-		}.Defaults(),
+	s.orig.Store(newOriginSet(cfg.Server.AllowedOrigins))
+	s.env.Store(&protocols.Env{
+		Config:  streamConfig(cfg),
 		Writers: protocols.NewWriters(cfg.Stream.Writers),
 		Metrics: &protocols.Metrics{
 			Delivered:     [2]protocols.Counter{s.metrics.Delivered[0], s.metrics.Delivered[1]},
@@ -199,7 +156,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		History: s.broker,
 		Log:     log,
 		Refresh: func(token string, have []string) (string, time.Time, error) {
-			c, err := s.auth.Verify(token)
+			c, err := s.verifier().Verify(token)
 			if err != nil {
 				return "", time.Time{}, err
 			}
@@ -216,7 +173,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			}
 			return c.UserID, c.ExpiresAt, nil
 		},
-	}
+	})
 	s.upgrader = websocket.FastHTTPUpgrader{
 		// The library does the handshake only: after it the session reads
 		// frames (protocols/wsread.go) and writes everything itself, so
@@ -276,36 +233,37 @@ func (s *Server) housekeeping() {
 
 // retention turns history.retention rules into the brokers' per-channel
 // retention (nil when there are none).
-func retention(cfg config.History) fanout.Retention {
-	rules, _ := cfg.RetentionRules() // validated at load
-	if len(rules) == 0 {
-		return nil
-	}
-	return func(ch string) (int, time.Duration) {
-		for _, r := range rules {
-			if glob.Match(r.Pattern, ch) {
-				return r.Size, r.TTL
-			}
+func (s *Server) retention(ch string) (int, time.Duration) {
+	for _, r := range *s.rules.Load() {
+		if glob.Match(r.Pattern, ch) {
+			return r.Size, r.TTL
 		}
-		return 0, 0
 	}
+	return 0, 0
 }
 
-func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler) (fanout.Broker, error) {
+// setRetention puts history.retention (validated at load) in effect for
+// the publishes that follow.
+func (s *Server) setRetention(cfg config.History) {
+	rules, _ := cfg.RetentionRules()
+	s.rules.Store(&rules)
+}
+
+func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler, retention fanout.Retention) (fanout.Broker, error) {
 	switch cfg.Fanout.Broker {
 	case "memory":
 		return fanout.NewMemory(fanout.MemoryConfig{
 			HistorySize:       cfg.History.Size,
 			HistoryTTL:        cfg.History.TTL,
 			IdempotencyWindow: cfg.API.IdempotencyWindow,
-			Retention:         retention(cfg.History),
+			Retention:         retention,
 		}, h), nil
 	case "redis":
 		rc := cfg.Fanout.Redis
 		rc.HistorySize = cfg.History.Size
 		rc.HistoryTTL = cfg.History.TTL
 		rc.IdempotencyWindow = cfg.API.IdempotencyWindow
-		rc.Retention = retention(cfg.History)
+		rc.Retention = retention
 		b, err := fanout.NewRedis(ctx, rc, h)
 		if err != nil {
 			return nil, fmt.Errorf("fanout.redis: %w", err)
@@ -406,8 +364,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.broker.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
 	}
-	s.env.Writers.Close()
-	s.auth.Close()
+	s.env.Load().Writers.Close()
+	s.verifier().Close()
 	if a := s.adminHTTP.Load(); a != nil {
 		_ = a.ShutdownWithContext(ctx)
 	}

@@ -135,7 +135,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, tok)
 		return nil
 	}
-	return serve(cfg, stderr)
+	path, _ := fs.GetString("config")
+	return serve(cfg, stderr, path, func() (config.Config, error) { return config.Load(fs, os.Environ()) })
 }
 
 func splitComma(s string) []string {
@@ -152,8 +153,7 @@ func splitComma(s string) []string {
 	return out
 }
 
-func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
+func newLogger(cfg config.Log, w io.Writer, level *slog.LevelVar) *slog.Logger {
 	_ = level.UnmarshalText([]byte(cfg.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
@@ -162,8 +162,15 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(cfg config.Config, logw io.Writer) error {
-	log := newLogger(cfg.Log, logw)
+// serve runs the node until SIGINT/SIGTERM. SIGHUP, and with config.watch
+// a change of the config file, reload the configuration through reload.
+func serve(cfg config.Config, logw io.Writer, path string, reload func() (config.Config, error)) error {
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, logw, level)
+	// SIGHUP reloads; caught from the start so it never kills the node.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	bi := buildinfo.Get()
 	log.Info("herald starting", "version", bi.Version, "commit", bi.Commit, "go", bi.GoVersion)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -187,6 +194,7 @@ func serve(cfg config.Config, logw io.Writer) error {
 		log.Info("admin API listening", "addr", aln.Addr().String())
 		go func() { errc <- srv.ServeAdmin(aln) }()
 	}
+	go reloader(ctx, srv, log, level, cfg, path, hup, reload)
 	select {
 	case err := <-errc:
 		return err

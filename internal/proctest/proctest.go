@@ -194,9 +194,15 @@ func (p *Proc) Stop(t testing.TB) {
 // WaitLog waits until the process logged a line containing substr.
 func (p *Proc) WaitLog(t testing.TB, substr string, timeout time.Duration) {
 	t.Helper()
+	p.WaitLogN(t, substr, 1, timeout)
+}
+
+// WaitLogN waits until the process logged substr at least n times.
+func (p *Proc) WaitLogN(t testing.TB, substr string, n int, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if strings.Contains(p.Logs(), substr) {
+		if strings.Count(p.Logs(), substr) >= n {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
