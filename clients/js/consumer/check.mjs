@@ -2,7 +2,9 @@
 // a Node user meets first (no url, no transport) are clear.
 import assert from "node:assert/strict";
 import Default, { HeraldClient, HeraldError } from "@heraldrt/herald";
-import pkg from "@heraldrt/herald/package.json" with { type: "json" };
+import { createRequire } from "node:module";
+
+const pkg = createRequire(import.meta.url)("@heraldrt/herald/package.json");
 
 assert.equal(Default, HeraldClient);
 assert.throws(() => new HeraldClient({ token: "t" }), (e) => e instanceof HeraldError && e.code === "missing_url");
