@@ -72,3 +72,34 @@ func TestVersionStampedBinary(t *testing.T) {
 		t.Fatalf("health failure does not say why: %s", out)
 	}
 }
+
+// TestAdminListenConsole runs the binary with admin.listen: the console
+// page and its status endpoint are served there (not on the main
+// listener), the status names this build.
+func TestAdminListenConsole(t *testing.T) {
+	const version = "v9.8.7-admin"
+	bin := proctest.Build(t, proctest.LDFlags(t, version))
+	p := proctest.Start(t, bin, append(proctest.Env(), "HERALD_ADMIN__LISTEN=127.0.0.1:0"))
+	code, page := proctest.Get(t, "http://"+p.AdminAddr+"/admin/")
+	if code != 200 || !strings.Contains(page, "Herald admin") || strings.Contains(page, proctest.AdminKey) {
+		t.Fatalf("console page on admin.listen: %d", code)
+	}
+	if code, _ := proctest.Get(t, "http://"+p.Addr+"/admin/"); code != 404 {
+		t.Fatalf("console on the main listener with admin.listen set: %d, want 404", code)
+	}
+	if code, _ := proctest.Get(t, "http://"+p.AdminAddr+"/admin/status"); code != 401 {
+		t.Fatalf("status without the key: %d, want 401", code)
+	}
+	code, body := proctest.Get(t, "http://"+p.AdminAddr+"/admin/status", "X-Admin-Key", proctest.AdminKey)
+	var st struct {
+		Nodes []struct {
+			Version string `json:"version"`
+			Healthy bool   `json:"healthy"`
+			Broker  string `json:"broker"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil || code != 200 || len(st.Nodes) != 1 ||
+		st.Nodes[0].Version != version || !st.Nodes[0].Healthy || st.Nodes[0].Broker != "memory" {
+		t.Fatalf("status: %d %s", code, body)
+	}
+}
