@@ -31,8 +31,10 @@ const (
 	// gapFillMaxWait is the longest pause between retries of a failed gap
 	// read (50 ms doubling: about 750 ms in all).
 	gapFillMaxWait = 400 * time.Millisecond
-	// catchupRetry is how long a failed catch-up read waits to be retried.
-	catchupRetry = 200 * time.Millisecond
+	// catchupRetry is how long a failed catch-up read waits to be retried,
+	// at most catchupRetries times in a row.
+	catchupRetry   = 200 * time.Millisecond
+	catchupRetries = 10
 )
 
 // redisSub is one Redis pub/sub connection and the channels subscribed on
@@ -75,10 +77,12 @@ type redisSub struct {
 	awaitCh  chan struct{}
 	unsubExp map[string]int
 
-	queue       chan inbound
-	dmu         sync.Mutex
-	catchup     map[string]struct{} // channels to re-read from their streams
-	deliverKick chan struct{}
+	queue   chan inbound
+	dmu     sync.Mutex
+	catchup map[string]struct{} // channels to re-read from their streams
+	// catchupFails counts consecutive failed catch-up reads per channel.
+	catchupFails map[string]int
+	deliverKick  chan struct{}
 
 	// dials counts the connections the shard's client opened; gen is the
 	// Redis process (generation) a script last read on it.
@@ -153,6 +157,7 @@ func (b *RedisBroker) newSub(name string, c rueidis.Client, base string, dials *
 		unsubExp:     make(map[string]int),
 		queue:        make(chan inbound, b.cfg.QueueSize),
 		catchup:      make(map[string]struct{}),
+		catchupFails: make(map[string]int),
 		deliverKick:  make(chan struct{}, 1),
 	}
 }
@@ -370,6 +375,9 @@ func (s *redisSub) session(reconnect bool) (up bool, err error) {
 	if reconnect {
 		s.b.stats.reconnects.Add(1)
 		// Whatever was published while we were away is in the streams.
+		s.dmu.Lock()
+		clear(s.catchupFails)
+		s.dmu.Unlock()
 		s.requestCatchup(chans)
 	}
 
@@ -793,11 +801,21 @@ func (s *redisSub) runCatchup() {
 			}
 			wg.Go(func() {
 				var ok bool
-				if results[i], ok = s.readSince(ch, last); !ok {
-					// Retry later (a failover may still be settling); until
-					// then a live message's gap fill covers it.
-					// While the connection is down, its reconnect re-reads
-					// every channel anyway.
+				results[i], ok = s.readSince(ch, last)
+				s.dmu.Lock()
+				tries := 0
+				if !ok {
+					s.catchupFails[ch]++
+					tries = s.catchupFails[ch]
+				} else {
+					delete(s.catchupFails, ch)
+				}
+				s.dmu.Unlock()
+				if !ok && tries <= catchupRetries {
+					// Retry later (a failover may still be settling); after
+					// that, a live message's gap fill covers it. While the
+					// connection is down, its reconnect re-reads every
+					// channel anyway.
 					time.AfterFunc(catchupRetry, func() {
 						s.mu.Lock()
 						up := s.up
