@@ -1,10 +1,13 @@
 package protocols
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -358,4 +361,72 @@ func TestServeWSReadTimeout(t *testing.T) {
 	if s.CloseReason() != CloseGoingAway {
 		t.Fatalf("CloseReason = %+v", s.CloseReason())
 	}
+}
+
+// TestServeWSProtocolErrorDuringBurst: a client breaks the protocol while
+// the writer pool is flushing a burst to it. Herald is the socket's only
+// writer, so the client's byte stream is whole frames only: messages
+// intact and in order, then the close frame 1002, then nothing.
+func TestServeWSProtocolErrorDuringBurst(t *testing.T) {
+	h := newHarness(t, Config{MaxQueue: 1 << 16, MaxQueueBytes: 1 << 30, WriteTimeout: waitTimeout}, fanout.MemoryConfig{})
+	s := NewSession(h.env, Options{ID: 1, UserID: "u", Channels: []string{"ch"}, Transport: WSTransport{Format: WSRaw}})
+	if err := s.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 4<<10)
+	var msgs []*fanout.Message
+	for i := range 300 {
+		msgs = append(msgs, h.publish("ch", `{"type":"n","i":`+strconv.Itoa(i)+`,"pad":"`+pad+`"}`))
+	}
+	server, client := tcpPair(t)
+	defer client.Close()
+	s.Attach(server)
+	go s.ServeWS(server)
+	go func() {
+		for _, m := range msgs {
+			if s.Enqueue(m) == Closed {
+				return
+			}
+			time.Sleep(100 * time.Microsecond) // a stream, not one batch
+		}
+	}()
+	_ = client.SetReadDeadline(time.Now().Add(waitTimeout))
+	r := bufio.NewReader(client)
+	next := 0
+	for {
+		f, err := readWSFrame(r)
+		if err != nil {
+			t.Fatalf("after %d messages: %v (the stream must end with a whole close frame)", next, err)
+		}
+		if !f.fin {
+			t.Fatal("fragmented server frame")
+		}
+		if f.op == opClose {
+			if code, reason := closePayload(f.payload); code != 1002 || reason != "protocol_error" {
+				t.Fatalf("close %d %q", code, reason)
+			}
+			break
+		}
+		if f.op != opText {
+			continue // a keepalive
+		}
+		if strings.Contains(string(f.payload), "connection_established") {
+			continue
+		}
+		if next >= len(msgs) || string(f.payload) != string(msgs[next].Data) {
+			t.Fatalf("frame %d is not message %d intact: %.60q", next, next, f.payload)
+		}
+		next++
+		if next == 10 {
+			// An unmasked client frame, while the burst is being written.
+			if _, err := client.Write([]byte{0x81, 0x02, '{', '}'}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if rest, err := io.ReadAll(r); len(rest) > 0 {
+		t.Fatalf("%d bytes after the close frame (%v)", len(rest), err)
+	}
+	waitDone(t, s)
+	t.Logf("%d of %d messages before the close frame", next, len(msgs))
 }
