@@ -104,6 +104,7 @@ var faults = []Fault{
 		Hold:          time.Millisecond, // the sentinels heal it: recovery counts from the kill
 		RecoverWithin: 10 * time.Second,
 		Inject:        func(t testing.TB, e *Env) { e.Shards[e.ShardOf(e.Users[0])].Kill() },
+		Check:         sentinelReport,
 	},
 	{
 		Name:          "Sentinel master frozen (SIGSTOP), replica promoted",
@@ -114,6 +115,7 @@ var faults = []Fault{
 		Heal: func(t testing.TB, e *Env) {
 			t.Cleanup(e.Shards[e.ShardOf(e.Users[0])].Resume) // after counting: it rejoins as a replica
 		},
+		Check: sentinelReport,
 	},
 	{
 		Name:   "Herald node SIGKILL",
@@ -150,6 +152,33 @@ func startSentinels(t testing.TB, e *Env) {
 	}
 	e.Env = append(e.Env, "HERALD_FANOUT__REDIS__SENTINEL__MASTER_SETS=chaos-a,chaos-b",
 		"HERALD_FANOUT__REDIS__SENTINEL__ADDRS="+strings.Join(addrs, ","))
+}
+
+// sentinelReport logs what the sentinels and the nodes saw when a Sentinel
+// fault did not recover in time (a sentinel in TILT mode, a failed
+// election, a node still on the old master).
+func sentinelReport(t testing.TB, e *Env, r Result) {
+	if r.Recovered {
+		return
+	}
+	for _, kv := range e.Env {
+		addrs, ok := strings.CutPrefix(kv, "HERALD_FANOUT__REDIS__SENTINEL__ADDRS=")
+		if !ok {
+			continue
+		}
+		for _, a := range strings.Split(addrs, ",") {
+			info, err := redistest.Do(a, "INFO", "sentinel")
+			t.Logf("sentinel %s: %v %v", a, info, err)
+			for _, set := range []string{"chaos-a", "chaos-b"} {
+				m, err := redistest.SentinelMasterInfo(a, set)
+				t.Logf("sentinel %s %s: %v %v", a, set, m, err)
+			}
+		}
+	}
+	for i, n := range e.Nodes {
+		code, body := n.Get("/readyz")
+		t.Logf("node %d /readyz: %d %s", i, code, body)
+	}
 }
 
 // TestChaos runs every fault (the short ones unless CHAOS_LONG=1) and
