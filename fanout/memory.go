@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,9 +69,37 @@ type MemoryBroker struct {
 	shards  [memShards]memShard
 	now     func() time.Time
 
+	// deliverers hand published messages to the handler off the publish
+	// path; channel c is always served by the same one, so each channel's
+	// messages keep their order.
+	deliverers [memDeliverers]memDeliverer
+	// undelivered counts channels waiting for or in delivery (tests wait
+	// for it to reach zero).
+	undelivered atomic.Int64
+
 	closeOnce sync.Once
 	done      chan struct{}
 	wg        sync.WaitGroup
+}
+
+// memDeliverers is how many delivery goroutines a memory broker runs. A
+// few keep one huge broadcast from delaying every other channel; more buy
+// nothing, since the handler only enqueues.
+const memDeliverers = 4
+
+// memDeliverBatch bounds how many messages of one channel are handed over
+// before the next waiting channel gets its turn.
+const memDeliverBatch = 256
+
+// memDeliverer is one delivery goroutine's work list: the channels with
+// messages published but not yet handed to the handler. A channel is on
+// the list at most once (memChannel.pending), so the list is bounded by
+// the number of channels and a burst costs no memory beyond the history
+// that already holds its messages.
+type memDeliverer struct {
+	mu    sync.Mutex
+	dirty []*memChannel
+	kick  chan struct{} // cap 1: dirty became non-empty
 }
 
 var _ Broker = (*MemoryBroker)(nil)
@@ -96,6 +125,13 @@ type memChannel struct {
 	dead bool
 	size int           // retained messages (history.size or a retention rule)
 	ttl  time.Duration // how long a message stays resumable
+
+	// delivered is the last offset handed to the handler (or skipped
+	// because nobody here was subscribed when it was published).
+	delivered uint64
+	// pending is set while the channel is on its deliverer's list.
+	pending bool
+	dl      *memDeliverer
 }
 
 type idemEntry struct {
@@ -111,8 +147,13 @@ func NewMemory(cfg MemoryConfig, h Handler) *MemoryBroker {
 	for i := range b.shards {
 		b.shards[i].channels = make(map[string]*memChannel)
 	}
-	b.wg.Add(1)
+	b.wg.Add(1 + memDeliverers)
 	go b.sweepLoop()
+	for i := range b.deliverers {
+		d := &b.deliverers[i]
+		d.kick = make(chan struct{}, 1)
+		go b.deliverLoop(d)
+	}
 	return b
 }
 
@@ -135,12 +176,13 @@ func (b *MemoryBroker) closed() bool {
 
 // channel returns the state of name, creating it when create is set.
 func (b *MemoryBroker) channel(name string, create bool) *memChannel {
-	s := &b.shards[maphash.String(b.seed, name)%memShards]
+	i := maphash.String(b.seed, name) % memShards
+	s := &b.shards[i]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.channels[name]
 	if c == nil && create {
-		c = &memChannel{epoch: newEpoch(), lastUsed: b.now()}
+		c = &memChannel{epoch: newEpoch(), lastUsed: b.now(), dl: &b.deliverers[i%memDeliverers]}
 		c.size, c.ttl = b.cfg.retention(name)
 		s.channels[name] = c
 	}
@@ -200,12 +242,107 @@ func (b *MemoryBroker) Publish(_ context.Context, channel string, data []byte, o
 		}
 		c.idem[opts.IdempotencyKey] = idemEntry{pos: m.Pos, expires: now.Add(b.cfg.IdempotencyWindow)}
 	}
-	// Delivering under the channel lock keeps per-channel order; the handler
-	// only enqueues, so this is short.
-	if c.subs > 0 && b.handler != nil {
-		b.handler(m)
+	// The message is in the history now; delivery happens on the
+	// channel's deliverer, so the caller never waits for the fan-out.
+	if c.subs == 0 || b.handler == nil {
+		if !c.pending {
+			c.delivered = c.top // nobody here to deliver to
+		}
+	} else if !c.pending {
+		c.pending = true
+		b.undelivered.Add(1)
+		d := c.dl
+		d.mu.Lock()
+		d.dirty = append(d.dirty, c)
+		d.mu.Unlock()
+		select {
+		case d.kick <- struct{}{}:
+		default:
+		}
 	}
 	return PublishResult{Pos: m.Pos}, nil
+}
+
+// deliverLoop hands the messages of d's channels to the handler, oldest
+// first per channel, reading them from the history ring: what is queued
+// is a channel, never a copy of a message. When a channel's publishers
+// outrun delivery by more than its history size, the oldest undelivered
+// messages leave the ring before they are delivered; the next delivered
+// message then skips offsets and each session reads the gap from
+// History (or is sent a stream_reset if it is gone), as after any gap.
+func (b *MemoryBroker) deliverLoop(d *memDeliverer) {
+	defer b.wg.Done()
+	var work []*memChannel
+	batch := make([]*Message, 0, memDeliverBatch)
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-d.kick:
+		}
+		for {
+			d.mu.Lock()
+			work, d.dirty = d.dirty, work[:0]
+			d.mu.Unlock()
+			if len(work) == 0 {
+				break
+			}
+			for i, c := range work {
+				work[i] = nil
+				if b.closed() {
+					return
+				}
+				var finished bool
+				batch, finished = b.takeBatch(c, batch[:0])
+				for j, m := range batch {
+					b.handler(m)
+					batch[j] = nil
+				}
+				if finished {
+					b.undelivered.Add(-1)
+				}
+			}
+		}
+	}
+}
+
+// takeBatch appends to batch up to memDeliverBatch undelivered messages of
+// c and marks them delivered. If more remain, c goes back on its
+// deliverer's list behind the channels already waiting; otherwise finished
+// reports that c left the list.
+func (b *MemoryBroker) takeBatch(c *memChannel, batch []*Message) (_ []*Message, finished bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.subs > 0 && c.delivered < c.top && len(c.ring) > 0 {
+		oldest := c.top - uint64(len(c.ring)) + 1
+		from := max(c.delivered+1, oldest)
+		msgs := c.ring[from-oldest:]
+		if len(msgs) > memDeliverBatch {
+			msgs = msgs[:memDeliverBatch]
+		}
+		batch = append(batch, msgs...)
+		c.delivered = from + uint64(len(msgs)) - 1
+	}
+	if c.subs == 0 || len(c.ring) == 0 {
+		c.delivered = c.top
+	}
+	if c.delivered < c.top {
+		d := c.dl
+		d.mu.Lock()
+		d.dirty = append(d.dirty, c)
+		d.mu.Unlock()
+		return batch, false
+	}
+	c.pending = false
+	return batch, true
+}
+
+// settle waits until every message published so far has been handed to
+// the handler (for tests).
+func (b *MemoryBroker) settle() {
+	for b.undelivered.Load() > 0 && !b.closed() {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Subscribe implements Broker.

@@ -303,7 +303,7 @@ func TestMemoryIdempotency(t *testing.T) {
 func TestMemorySubscribeRefcount(t *testing.T) {
 	var rec recorder
 	b, _ := newTestMemory(t, MemoryConfig{}, rec.handle)
-	publish := func() { mustPublish(t, b, "ch", "x") }
+	publish := func() { mustPublish(t, b, "ch", "x"); b.settle() }
 	publish()
 	if rec.count() != 0 {
 		t.Fatal("delivered without a subscriber")
@@ -377,6 +377,9 @@ func TestMemoryHandlerOrderUnderConcurrentPublishers(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	b.settle()
+	mu.Lock()
+	defer mu.Unlock()
 	total := 0
 	for _, ch := range channels {
 		ms := got[ch]
@@ -561,6 +564,7 @@ func TestMemorySweepRacesSubscribe(t *testing.T) {
 			}
 			mustPublish(t, b, n, "x")
 		}
+		b.settle()
 		if got := delivered.Load() - before; got != perRound {
 			t.Fatalf("round %d: %d of %d messages delivered to subscribed channels", r, got, perRound)
 		}
@@ -581,6 +585,7 @@ func BenchmarkMemoryPublish(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	br.settle()
 	if n.Load() == 0 {
 		b.Fatal("nothing delivered")
 	}
