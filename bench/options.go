@@ -61,6 +61,15 @@ type Options struct {
 	// BroadcastRate and UserRate are published messages per second.
 	BroadcastRate float64 `json:"broadcast_rate"`
 	UserRate      float64 `json:"user_rate"`
+	// PublishConcurrency is how many publish requests may be in flight at
+	// once, drawn from one queue for every stream as a busy backend's
+	// request handlers would (default 64); messages of one stream may then
+	// arrive out of order. Ignored when PublishOrdered is set.
+	PublishConcurrency int `json:"publish_concurrency"`
+	// PublishOrdered publishes each stream's messages one at a time, in
+	// order (one goroutine per group of streams), so receivers see no
+	// reordering caused by the publisher.
+	PublishOrdered bool `json:"publish_ordered,omitempty"`
 	// Messages, when > 0, stops publishing after that many messages.
 	Messages int `json:"messages,omitempty"`
 	// PayloadPad pads each payload by this many bytes.
@@ -117,6 +126,9 @@ func (o Options) Defaults() Options {
 		case ScenarioMixed, ScenarioResume:
 			o.BroadcastRate, o.UserRate = 5, 50
 		}
+	}
+	if o.PublishConcurrency == 0 {
+		o.PublishConcurrency = 64
 	}
 	if o.Settle <= 0 {
 		o.Settle = 3 * time.Second
@@ -180,6 +192,9 @@ func (o Options) Validate() error {
 	}
 	if o.Scenario == ScenarioPerUser && o.UserRate <= 0 {
 		errs = append(errs, errors.New("per-user needs --user-rate > 0"))
+	}
+	if o.PublishConcurrency < 0 || o.PublishConcurrency > 4096 {
+		errs = append(errs, fmt.Errorf("--publish-concurrency %d: use 1 to 4096 (or --publish-ordered)", o.PublishConcurrency))
 	}
 	if o.BroadcastRate < 0 || o.UserRate < 0 || o.Rate < 0 {
 		errs = append(errs, errors.New("rates must not be negative"))

@@ -21,9 +21,15 @@ type pubJob struct {
 
 // publisher publishes benchmark messages through the HTTP API at fixed
 // rates (open loop: the schedule does not wait for replies) and remembers
-// what it published, for the receivers' accounting. Messages of one
-// stream (broadcast, or one user) always go through the same goroutine,
-// one at a time, so they reach the server in order.
+// what it published, for the receivers' accounting.
+//
+// In ordered mode (concurrency 0) messages of one stream (broadcast, or
+// one user) always go through the same goroutine, one at a time, so they
+// reach the server in order. Otherwise concurrency goroutines take the
+// messages of every stream from one queue, as the many request handlers
+// of a busy backend do: up to that many publishes are in flight, and
+// messages of one stream may reach the server (and the receivers) out of
+// order.
 type publisher struct {
 	clients []*fasthttp.HostClient
 	apiKey  string
@@ -31,7 +37,9 @@ type publisher struct {
 	prefix  string
 	users   int
 	workers int
-	timeout time.Duration
+	// concurrency > 0: that many goroutines share one queue (see above).
+	concurrency int
+	timeout     time.Duration
 
 	lat      *Recorder
 	ok, fail atomic.Int64
@@ -48,12 +56,15 @@ type publisher struct {
 	errs    map[string]int64
 }
 
-func newPublisher(targets []string, apiKey string, pad, users, workers int, prefix string) *publisher {
+// newPublisher returns a publisher with workers ordered goroutines, or,
+// when concurrency > 0, that many unordered ones.
+func newPublisher(targets []string, apiKey string, pad, users, workers, concurrency int, prefix string) *publisher {
 	p := &publisher{apiKey: apiKey, pad: pad, prefix: prefix, users: users, workers: max(2, workers),
-		timeout: 10 * time.Second, lat: NewRecorder(), uMax: make([]uint64, users),
+		concurrency: concurrency, timeout: 10 * time.Second, lat: NewRecorder(), uMax: make([]uint64, users),
 		uFailed: map[int][]uint64{}, errs: map[string]int64{}}
 	for _, t := range targets {
-		p.clients = append(p.clients, &fasthttp.HostClient{Addr: t, MaxConns: 256, ReadTimeout: p.timeout, WriteTimeout: p.timeout})
+		p.clients = append(p.clients, &fasthttp.HostClient{Addr: t, MaxConns: max(256, concurrency),
+			ReadTimeout: p.timeout, WriteTimeout: p.timeout})
 	}
 	return p
 }
@@ -62,15 +73,24 @@ func newPublisher(targets []string, apiKey string, pad, users, workers int, pref
 // until ctx ends, dur passes or limit messages were published (0: no
 // limit).
 func (p *publisher) run(ctx context.Context, bRate, uRate float64, dur time.Duration, limit int) {
-	queues := make([]chan pubJob, p.workers)
 	var wg sync.WaitGroup
-	for i := range queues {
-		queues[i] = make(chan pubJob, 4096)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.work(queues[i])
-		}()
+	queues := make([]chan pubJob, p.workers)
+	if p.concurrency > 0 {
+		// One queue behind every stream, drained by concurrency
+		// goroutines.
+		shared := make(chan pubJob, max(4096, 4*p.concurrency))
+		for i := range queues {
+			queues[i] = shared
+		}
+		queues = queues[:1]
+		for range p.concurrency {
+			wg.Go(func() { p.work(shared) })
+		}
+	} else {
+		for i := range queues {
+			queues[i] = make(chan pubJob, 4096)
+			wg.Go(func() { p.work(queues[i]) })
+		}
 	}
 	start := time.Now()
 	if dur > 0 {
@@ -110,7 +130,7 @@ loop:
 				p.uMax[u]++
 				j := pubJob{kind: KindUser, user: u, seq: p.uMax[u]}
 				p.mu.Unlock()
-				p.dispatch(queues[1+u%(p.workers-1)], j)
+				p.dispatch(queues[(1+u%(p.workers-1))%len(queues)], j)
 			}
 		}
 	}

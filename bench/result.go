@@ -109,15 +109,21 @@ type Published struct {
 	OK     int64 `json:"ok"`
 	Failed int64 `json:"failed"`
 	// Unsent counts scheduled messages never sent because the publish API
-	// was slower than the schedule (the publisher sends each stream's
-	// messages one at a time, in order).
+	// was slower than the schedule (in ordered mode the publisher sends
+	// each stream's messages one at a time; otherwise Concurrency at a
+	// time).
 	Unsent int64 `json:"unsent"`
+	// Concurrency is the most publish requests in flight; 0 means ordered
+	// mode (each stream one at a time).
+	Concurrency int `json:"concurrency"`
 	// Requested is the scheduled rate, PerSec the acknowledged one.
-	Requested float64     `json:"requested_per_sec"`
-	PerSec    float64     `json:"per_sec"`
-	Broadcast uint64      `json:"broadcast"`
-	User      uint64      `json:"user"`
-	Latency   Percentiles `json:"api_latency"`
+	Requested float64 `json:"requested_per_sec"`
+	PerSec    float64 `json:"per_sec"`
+	Broadcast uint64  `json:"broadcast"`
+	User      uint64  `json:"user"`
+	// Latency is the publish API call's latency (request sent to 200
+	// received), HDR percentiles, next to the run's delivery Latency.
+	Latency Percentiles `json:"api_latency"`
 }
 
 // Sample is one second of a run.

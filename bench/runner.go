@@ -197,7 +197,11 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 		if o.UserRate > 0 {
 			users = total
 		}
-		r.pub = newPublisher(targets, o.APIKey, o.PayloadPad, users, 32, o.UserPrefix)
+		conc := o.PublishConcurrency
+		if o.PublishOrdered {
+			conc = 0
+		}
+		r.pub = newPublisher(targets, o.APIKey, o.PayloadPad, users, 32, conc, o.UserPrefix)
 		r.pub.run(ctx, o.BroadcastRate, o.UserRate, o.Duration, o.Messages)
 		for _, f := range r.fleets {
 			if err := f.SetDropping(0); err != nil {
@@ -231,7 +235,7 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 		ok, fail := r.pub.ok.Load(), r.pub.fail.Load()
 		rr.Published = Published{OK: ok, Failed: fail, Unsent: r.pub.unsent.Load(), Requested: o.BroadcastRate + o.UserRate,
 			PerSec:    round2(float64(ok) / rr.Measured.Seconds()),
-			Broadcast: exp.Broadcast.Max, Latency: Summarize(r.pub.lat.Drain())}
+			Broadcast: exp.Broadcast.Max, Latency: Summarize(r.pub.lat.Drain()), Concurrency: r.pub.concurrency}
 		for _, m := range exp.UserMax {
 			rr.Published.User += m
 		}

@@ -54,13 +54,13 @@ func startHerald(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startFloor(t *testing.T) string {
+func startFloor(t *testing.T, opts floor.Options) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := floor.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := floor.NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -81,12 +81,13 @@ func smokeOptions(target string) bench.Options {
 }
 
 // TestSmokeBroadcastHeraldAndFloor runs the tool against a real Herald and
-// the floor: 50 WS + 50 SSE, 20 broadcast messages, nothing lost or
-// duplicated on either.
+// the floor: 50 WS + 50 SSE, 20 broadcast messages published in order,
+// nothing lost, duplicated or reordered on either.
 func TestSmokeBroadcastHeraldAndFloor(t *testing.T) {
 	o := smokeOptions(startHerald(t))
-	o.FloorTargets = []string{startFloor(t)}
+	o.FloorTargets = []string{startFloor(t, floor.Options{})}
 	o.Scenario, o.BroadcastRate, o.Messages = bench.ScenarioBroadcast, 100, 20
+	o.PublishOrdered = true
 	res, err := bench.Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("run: %v", err)
@@ -138,5 +139,39 @@ func TestSmokePerUserAndResume(t *testing.T) {
 	}
 	if d := rr.Total; d.Lost != 0 || d.Duplicates != 0 || d.Delivered != d.Expected {
 		t.Fatalf("resume delivery %+v (broadcast %+v user %+v), errors %v", d, rr.Broadcast, rr.User, rr.Errors)
+	}
+}
+
+// TestSmokeConcurrentPublishCoalescingFloor publishes with many requests
+// in flight (the default mode) against Herald and the floor with write
+// coalescing: 50 WS + 50 SSE, 40 broadcast messages, nothing lost or
+// duplicated, and the publish call's latency is reported beside delivery.
+func TestSmokeConcurrentPublishCoalescingFloor(t *testing.T) {
+	o := smokeOptions(startHerald(t))
+	o.FloorTargets = []string{startFloor(t, floor.Options{Coalesce: 8})}
+	o.Scenario, o.BroadcastRate, o.Messages = bench.ScenarioBroadcast, 400, 40
+	o.PublishConcurrency = 16
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, rr := range []*bench.RunResult{res.Herald, res.Floor} {
+		if rr == nil {
+			t.Fatal("missing run result")
+		}
+		p := rr.Published
+		if p.OK != 40 || p.Failed != 0 || p.Concurrency != 16 {
+			t.Fatalf("%s published %+v errors %v", rr.Server, p, rr.Errors)
+		}
+		if p.Latency.Count != 40 || p.Latency.P50 <= 0 || p.Latency.P99 < p.Latency.P50 {
+			t.Fatalf("%s publish latency %+v", rr.Server, p.Latency)
+		}
+		d := rr.Total
+		if d.Expected != 100*40 || d.Delivered != d.Expected || d.Lost != 0 || d.Duplicates != 0 {
+			t.Fatalf("%s delivery %+v errors %v", rr.Server, d, rr.Errors)
+		}
+		if rr.Latency.Count != 4000 {
+			t.Fatalf("%s delivery latency %+v", rr.Server, rr.Latency)
+		}
 	}
 }

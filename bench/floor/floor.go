@@ -10,6 +10,11 @@
 // (one WebSocket text frame, or one SSE "data:" event). It has no history,
 // cursors, queues, limits, authentication or keepalives: whatever Herald
 // costs beyond it is the price of those features.
+//
+// With Options.Coalesce set it adds the one optimisation that matters
+// under overload: each connection gets a queue, and whatever is pending
+// when a writer gets to it leaves in one write (up to Coalesce messages),
+// still without history, cursors or limits.
 package floor
 
 import (
@@ -33,8 +38,22 @@ import (
 // writeTimeout bounds one write to a client.
 const writeTimeout = 5 * time.Second
 
+// Options configure a floor server.
+type Options struct {
+	// Coalesce, when > 0, queues each connection's messages and writes up
+	// to this many pending ones in one write; 0 writes each message to
+	// every recipient as it is published.
+	Coalesce int
+}
+
+// coalesceWriters is the number of goroutines that flush connection
+// queues in coalescing mode: as many as Herald's default writer pool.
+const coalesceWriters = 64
+
 // Server is the floor server.
 type Server struct {
+	opts Options
+	wq   chan *conn // coalescing mode: connections with pending messages
 	log  *slog.Logger
 	http *fasthttp.Server
 	up   websocket.FastHTTPUpgrader
@@ -55,6 +74,12 @@ type conn struct {
 	raw  net.Conn        // SSE socket, or nil
 	wmu  sync.Mutex
 	dead atomic.Bool
+
+	// Coalescing mode: messages waiting for a writer, and whether the
+	// connection is already waiting for (or held by) one.
+	qmu       sync.Mutex
+	pending   [][]byte
+	scheduled bool
 }
 
 // outMsg is a published message on its way to the fan-out goroutine.
@@ -63,9 +88,13 @@ type outMsg struct {
 	data []byte
 }
 
-// New returns a floor server that logs to log.
-func New(log *slog.Logger) *Server {
-	s := &Server{log: log, fan: make(chan outMsg, 4096), done: make(chan struct{}),
+// New returns a floor server that logs to log, writing each message as it
+// is published.
+func New(log *slog.Logger) *Server { return NewWith(log, Options{}) }
+
+// NewWith returns a floor server configured by opts.
+func NewWith(log *slog.Logger, opts Options) *Server {
+	s := &Server{opts: opts, log: log, fan: make(chan outMsg, 4096), done: make(chan struct{}),
 		conns: map[*conn]struct{}{}, users: map[string]map[*conn]struct{}{}}
 	s.up = websocket.FastHTTPUpgrader{
 		// The same buffer choices as Herald: a small read buffer and pooled
@@ -85,6 +114,12 @@ func New(log *slog.Logger) *Server {
 	}
 	s.wg.Add(1)
 	go s.fanout()
+	if opts.Coalesce > 0 {
+		s.wq = make(chan *conn, 1<<16)
+		for range coalesceWriters {
+			s.wg.Go(s.writer)
+		}
+	}
 	return s
 }
 
@@ -304,6 +339,12 @@ func (s *Server) fanout() {
 		if len(targets) == 0 {
 			continue
 		}
+		if s.opts.Coalesce > 0 {
+			for _, c := range targets {
+				s.enqueue(c, m.data)
+			}
+			continue
+		}
 		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, m.data)
 		if err != nil {
 			s.log.Warn("floor: prepare message", "err", err)
@@ -342,4 +383,93 @@ func (c *conn) write(pm *websocket.PreparedMessage, sse []byte) {
 	if err != nil {
 		c.close()
 	}
+}
+
+// enqueue adds data to c's queue and hands c to a writer unless it is
+// already waiting for one (coalescing mode).
+func (s *Server) enqueue(c *conn, data []byte) {
+	if c.dead.Load() {
+		return
+	}
+	c.qmu.Lock()
+	c.pending = append(c.pending, data)
+	sched := !c.scheduled
+	c.scheduled = true
+	c.qmu.Unlock()
+	if sched {
+		select {
+		case s.wq <- c:
+		default:
+			go s.flush(c) // more connections waiting than the queue holds
+		}
+	}
+}
+
+// writer flushes connections handed to it until Shutdown.
+func (s *Server) writer() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case c := <-s.wq:
+			s.flush(c)
+		}
+	}
+}
+
+// flush writes c's pending messages, up to Coalesce of them per write,
+// until its queue is empty.
+func (s *Server) flush(c *conn) {
+	var batch [][]byte
+	var buf []byte
+	for {
+		c.qmu.Lock()
+		n := min(len(c.pending), s.opts.Coalesce)
+		if n == 0 || c.dead.Load() {
+			c.pending = nil
+			c.scheduled = false
+			c.qmu.Unlock()
+			return
+		}
+		batch = append(batch[:0], c.pending[:n]...)
+		rest := copy(c.pending, c.pending[n:])
+		clear(c.pending[rest:])
+		c.pending = c.pending[:rest]
+		c.qmu.Unlock()
+		buf = buf[:0]
+		for _, d := range batch {
+			if c.ws != nil {
+				buf = appendWSText(buf, d)
+			} else {
+				buf = append(append(append(buf, "data: "...), d...), "\n\n"...)
+			}
+		}
+		clear(batch)
+		c.wmu.Lock()
+		nc := c.raw
+		if c.ws != nil {
+			nc = c.ws.NetConn()
+		}
+		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := nc.Write(buf)
+		c.wmu.Unlock()
+		if err != nil {
+			c.close()
+		}
+	}
+}
+
+// appendWSText appends one unmasked (server to client) WebSocket text
+// frame carrying payload: frames written back to back leave in one write.
+func appendWSText(b, payload []byte) []byte {
+	b = append(b, 0x81) // FIN, text
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, payload...)
 }

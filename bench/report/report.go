@@ -57,7 +57,8 @@ func Write(w io.Writer, rs []*bench.Result) error {
 
 func overview(b *strings.Builder, rs []*bench.Result) {
 	b.WriteString("<h2>Overview</h2><table><tr><th class=\"l\">run</th><th class=\"l\">scenario</th><th>WS</th><th>SSE</th>" +
-		"<th>WS connects/s</th><th>KiB/WS</th><th>KiB/SSE</th><th>msgs/s published</th><th>delivered</th><th>lost</th><th>dup</th>" +
+		"<th>WS connects/s</th><th>KiB/WS</th><th>KiB/SSE</th><th>msgs/s published</th><th>publish p50 ms</th><th>publish p99 ms</th>" +
+		"<th>delivered</th><th>lost</th><th>dup</th>" +
 		"<th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>server CPU %</th><th>errors</th></tr>")
 	for i, r := range rs {
 		for _, rr := range []*bench.RunResult{r.Herald, r.Floor} {
@@ -72,11 +73,11 @@ func overview(b *strings.Builder, rs []*bench.Result) {
 			}
 			fmt.Fprintf(b, "<td>%s</td><td>%s</td><td>%s</td>", ws, mem(rr.Memory.Measured && rr.Memory.AfterWSKiB > 0, rr.Memory.KiBPerWS), mem(rr.Memory.Measured && rr.Memory.AfterSSEKiB > 0, rr.Memory.KiBPerSSE))
 			if rr.Published.OK+rr.Published.Failed > 0 {
-				fmt.Fprintf(b, "<td>%.1f</td>%s<td>%s</td><td>%s</td><td>%.2f</td><td>%.2f</td><td>%.2f</td>", rr.Published.PerSec,
-					deliveredCell(rr), zeroCell(rr.Accounting, rr.Total.Lost), zeroCell(rr.Accounting, rr.Total.Duplicates),
+				fmt.Fprintf(b, "<td>%.1f</td><td>%.2f</td><td>%.2f</td>%s<td>%s</td><td>%s</td><td>%.2f</td><td>%.2f</td><td>%.2f</td>", rr.Published.PerSec,
+					rr.Published.Latency.P50, rr.Published.Latency.P99, deliveredCell(rr), zeroCell(rr.Accounting, rr.Total.Lost), zeroCell(rr.Accounting, rr.Total.Duplicates),
 					rr.Latency.P50, rr.Latency.P99, rr.Latency.Max)
 			} else {
-				b.WriteString("<td>–</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td>")
+				b.WriteString("<td>–</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td>")
 			}
 			fmt.Fprintf(b, "<td>%.1f</td><td>%d</td></tr>", rr.ServerCPU, errCount(rr))
 		}
@@ -193,6 +194,8 @@ func section(b *strings.Builder, i int, r *bench.Result) {
 		add("requested msgs/s", "%.1f", func(x *bench.RunResult) (float64, bool) { return x.Published.Requested, true })
 		add("published msgs/s (acknowledged)", "%.1f", func(x *bench.RunResult) (float64, bool) { return x.Published.PerSec, true })
 		add("scheduled but unsent (publish API too slow)", "%.0f", func(x *bench.RunResult) (float64, bool) { return float64(x.Published.Unsent), true })
+		add("publishes in flight (0: ordered)", "%.0f", func(x *bench.RunResult) (float64, bool) { return float64(x.Published.Concurrency), true })
+		add("publish API p50 (ms)", "%.2f", func(x *bench.RunResult) (float64, bool) { return x.Published.Latency.P50, true })
 		add("publish API p99 (ms)", "%.2f", func(x *bench.RunResult) (float64, bool) { return x.Published.Latency.P99, true })
 		add("messages received", "%.0f", func(x *bench.RunResult) (float64, bool) { return float64(x.Messages), true })
 		for _, q := range []struct {

@@ -3,7 +3,7 @@
 // holds connections and pushes published messages, i.e. the floor cost of
 // the libraries Herald is built on.
 //
-//	herald-floor --listen 127.0.0.1:18100
+//	herald-floor --listen 127.0.0.1:18100 [--coalesce 64]
 package main
 
 import (
@@ -23,16 +23,21 @@ import (
 func main() {
 	fs := pflag.NewFlagSet("herald-floor", pflag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:18100", "listen address")
+	coalesce := fs.Int("coalesce", 0, "queue each connection's messages and send up to this many pending ones in one write (0: write each message as published)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
-	if err := run(*listen); err != nil {
+	if *coalesce < 0 {
+		fmt.Fprintln(os.Stderr, "herald-floor: --coalesce must not be negative")
+		os.Exit(2)
+	}
+	if err := run(*listen, floor.Options{Coalesce: *coalesce}); err != nil {
 		fmt.Fprintln(os.Stderr, "herald-floor:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen string) error {
+func run(listen string, opts floor.Options) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -40,7 +45,7 @@ func run(listen string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	s := floor.New(log)
+	s := floor.NewWith(log, opts)
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ln) }()
 	log.Warn("floor listening", "addr", ln.Addr().String())
