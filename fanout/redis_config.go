@@ -197,6 +197,17 @@ func (b *RedisBroker) connectShards(base rueidis.ClientOption, tlsConf *tls.Conf
 		}
 		dials := new(atomic.Uint64)
 		c, err := rueidis.NewClient(countDials(o, dials))
+		if err != nil && tlsConf != nil && !sentinel && !refusedByRedis(err) {
+			// A busy server may send its refusal after the preflight's
+			// short wait: look again, longer, before calling it unreachable.
+			if rerr := tlsCheck(cfg.Shards[i], tlsConf, o.Dialer, max(o.Dialer.Timeout, time.Second)); rerr != nil {
+				if c != nil {
+					c.Close()
+				}
+				b.closeClients()
+				return fmt.Errorf("fanout: %s: %w (check fanout.redis.tls)", desc, rerr)
+			}
+		}
 		if err != nil && (c == nil || refusedByRedis(err)) {
 			if c != nil {
 				c.Close()
@@ -230,14 +241,17 @@ func tlsPreflight(addrs []string, conf *tls.Config, dialer net.Dialer) []error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = tlsCheck(addr, conf, dialer)
+			out[i] = tlsCheck(addr, conf, dialer, tlsPreflightWait)
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
-func tlsCheck(addr string, conf *tls.Config, dialer net.Dialer) error {
+// tlsCheck dials addr, completes a TLS handshake and waits up to wait for
+// the server to refuse the connection; nil when it did not (or when addr
+// is unreachable).
+func tlsCheck(addr string, conf *tls.Config, dialer net.Dialer, wait time.Duration) error {
 	raw, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil // unreachable: not a refusal, retried later
@@ -259,7 +273,7 @@ func tlsCheck(addr string, conf *tls.Config, dialer net.Dialer) error {
 		}
 		return fmt.Errorf("tls handshake: %w", err)
 	}
-	_ = tc.SetReadDeadline(time.Now().Add(tlsPreflightWait))
+	_ = tc.SetReadDeadline(time.Now().Add(wait))
 	var one [1]byte
 	_, err = tc.Read(one[:])
 	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
