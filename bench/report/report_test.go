@@ -17,7 +17,8 @@ func sampleRun(server string, scale float64) *bench.RunResult {
 		Ramp:      map[string]*bench.Ramp{"ws": {Attempted: 100, OK: 100, Seconds: 0.1, PerSec: 1000 * scale}},
 		Memory:    bench.Memory{Measured: true, BaselineKiB: 1000, AfterWSKiB: 2000, KiBPerWS: 10 * scale},
 		ServerCPU: 12.5 * scale, ToolCPU: 20, Measured: 10 * time.Second, Accounting: true,
-		Published: bench.Published{OK: 200, PerSec: 20}, Receivers: 100,
+		Published: bench.Published{OK: 200, PerSec: 20, Concurrency: 64,
+			Latency: bench.Percentiles{Count: 200, P50: 1.25 * scale, P99: 37.5 * scale}}, Receivers: 100,
 		Broadcast: bench.Delivery{Expected: 20000, Delivered: 20000},
 		Total:     bench.Delivery{Expected: 20000, Delivered: 20000},
 		Latency:   bench.Percentiles{Count: 20000, P50: 2 * scale, P90: 4 * scale, P99: 8 * scale, Max: 20 * scale},
@@ -50,6 +51,14 @@ func TestReportIsWellFormed(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := buf.String()
+	// The publish call's latency is shown next to delivery latency, in the
+	// overview and in the run's table.
+	for _, want := range []string{"<th>publish p50 ms</th><th>publish p99 ms</th>", "<td>1.25</td><td>37.50</td>",
+		"publish API p50 (ms)", "publishes in flight (0: ordered)"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("report lacks %q", want)
+		}
+	}
 	if !strings.HasPrefix(page, "<!DOCTYPE html>") || !strings.HasSuffix(strings.TrimSpace(page), "</html>") {
 		t.Fatal("not an HTML document")
 	}
