@@ -47,7 +47,7 @@ func StartReplica(t testing.TB, master string, opts ...Option) *Server {
 
 // StartSentinels starts n Redis Sentinels (redis-server --sentinel) that
 // watch the given master sets with a quorum of n/2+1, declare a master down
-// after 1 s without an answer and may retry a failover after 6 s. opts
+// after 1 s without an answer and may retry a failover after 4 s. opts
 // apply to every sentinel (Args, TLS: a TLS port next to the plain one).
 // It returns once every sentinel knows every master, its replicas and the
 // other sentinels, so a failover can start; the processes are killed when
@@ -68,7 +68,7 @@ func StartSentinels(t testing.TB, n int, monitors []Monitor, opts ...Option) []*
 		}
 		fmt.Fprintf(&conf, "sentinel monitor %s %s %s %d\n", m.Name, host, port, n/2+1)
 		fmt.Fprintf(&conf, "sentinel down-after-milliseconds %s 1000\n", m.Name)
-		fmt.Fprintf(&conf, "sentinel failover-timeout %s 3000\n", m.Name)
+		fmt.Fprintf(&conf, "sentinel failover-timeout %s 2000\n", m.Name)
 		fmt.Fprintf(&conf, "sentinel parallel-syncs %s 1\n", m.Name)
 		if m.AuthUser != "" {
 			fmt.Fprintf(&conf, "sentinel auth-user %s %s\n", m.Name, m.AuthUser)
