@@ -190,6 +190,12 @@ func NewIngest(cfg config.ChannelsRedis, publish PublishFunc, log *slog.Logger, 
 		if err != nil {
 			in.closeClients()
 			cancel()
+			if opt.TLSConfig != nil && len(opt.InitAddress) == 1 {
+				// Name a refused certificate rather than the reset it causes.
+				if terr := fanout.CheckRedisTLS(opt.InitAddress[0], opt.TLSConfig, opt.Dialer, time.Second); terr != nil {
+					err = fmt.Errorf("%w (check compat.channels_redis.tls)", terr)
+				}
+			}
 			return nil, fmt.Errorf("compat.channels_redis.hosts[%d] (%s): connect: %w", i, redactHost(h), err)
 		}
 		in.clients = append(in.clients, c)

@@ -248,6 +248,15 @@ func tlsPreflight(addrs []string, conf *tls.Config, dialer net.Dialer) []error {
 	return out
 }
 
+// CheckRedisTLS tells why a TLS connection to the Redis server at addr
+// fails: it completes a handshake and waits up to wait for the server to
+// refuse the connection (TLS 1.3 servers refuse a client certificate only
+// after the handshake). It returns nil when the server accepted, or when
+// addr is unreachable or hung.
+func CheckRedisTLS(addr string, conf *tls.Config, dialer net.Dialer, wait time.Duration) error {
+	return tlsCheck(addr, conf, dialer, wait)
+}
+
 // tlsCheck dials addr, completes a TLS handshake and waits up to wait for
 // the server to refuse the connection; nil when it did not (or when addr
 // is unreachable).
