@@ -60,6 +60,21 @@ func TestPartitionSurface(t *testing.T) {
 			if d := time.Since(start); d > 3*time.Second {
 				t.Fatalf("publish to the cut shard took %s", d)
 			}
+			// Once the node knows the shard is down, publishes to it fail at
+			// once (one every 250 ms still tries Redis).
+			fast := 0
+			for range 8 {
+				start := time.Now()
+				if code, body := node.Publish(cut, `{"n":1}`); code != 503 || !strings.Contains(body, "unavailable") {
+					t.Fatalf("publish to the cut shard: %d %s", code, body)
+				}
+				if time.Since(start) < 100*time.Millisecond {
+					fast++
+				}
+			}
+			if fast < 4 {
+				t.Fatalf("only %d of 8 publishes to the cut shard failed fast", fast)
+			}
 			for n := 1; n <= 10; n++ {
 				start := time.Now()
 				if code, body := node.Publish(other, `{"n":`+strconv.Itoa(n)+`}`); code != 200 {

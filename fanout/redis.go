@@ -369,7 +369,7 @@ func (b *RedisBroker) closed() bool { return b.ctx.Err() != nil }
 
 // Publish implements Broker. It runs the publish script on the channel's
 // shard; publishes to channels of a shard that is down fail.
-func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, opts PublishOptions) (PublishResult, error) {
+func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, opts PublishOptions) (_ PublishResult, err error) {
 	if b.closed() {
 		return PublishResult{}, ErrClosed
 	}
@@ -377,6 +377,17 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, 
 		return PublishResult{}, fmt.Errorf("publish %q: %w", channel, ErrInvalidChannel)
 	}
 	s := b.sub(channel)
+	fail, probe := s.failFast()
+	if fail {
+		return PublishResult{}, fmt.Errorf("publish %s on redis %s: %w: %s", channel, s.name, ErrShardUnavailable, s.lastError())
+	}
+	if probe {
+		defer func() {
+			if err != nil {
+				s.probeFailed()
+			}
+		}()
+	}
 	k := newRedisKeys(s.base, channel)
 	keys := make([]string, 2, 3)
 	keys[0], keys[1] = k.meta, k.stream
@@ -426,6 +437,7 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, 
 			return PublishResult{}, fmt.Errorf("publish %s on redis %s: %w", channel, s.name, err)
 		}
 	}
+	s.publishOK()
 	return PublishResult{Pos: Position{Epoch: uint32(epoch), Offset: uint64(off)}, Duplicate: dup == 1}, nil
 }
 

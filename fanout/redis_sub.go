@@ -65,9 +65,16 @@ type redisSub struct {
 	lastErr string
 	active  int // channels subscribed in Redis
 
-	kick         chan struct{} // cap 1: dirty changed
-	broken       chan error    // cap 1: Redis dropped a subscription by itself
-	retryNow     chan struct{} // cap 1: skip the reconnect backoff (watchSentinelMasters)
+	kick     chan struct{} // cap 1: dirty changed
+	broken   chan error    // cap 1: Redis dropped a subscription by itself
+	retryNow chan struct{} // cap 1: skip the reconnect backoff (watchSentinelMasters)
+
+	// While the pub/sub connection is down (downFlag), publishes fail fast
+	// unless one succeeded within the last second (lastPubOK, Unix ns), except
+	// one every failFastProbe (nextPubProbe) that tries Redis.
+	downFlag     atomic.Bool
+	lastPubOK    atomic.Int64
+	nextPubProbe atomic.Int64
 	firstAttempt chan struct{} // closed after the first connection attempt
 	firstOnce    sync.Once
 
@@ -93,6 +100,57 @@ type redisSub struct {
 	probeTok string
 	probeOK  chan struct{}
 	received atomic.Uint64
+}
+
+// failFastProbe is how often a publish to a shard whose pub/sub connection
+// is down still tries Redis while the others fail at once.
+const failFastProbe = 250 * time.Millisecond
+
+// failFast reports whether a publish should fail without trying Redis: the
+// shard's pub/sub connection is down and no publish succeeded within the
+// last second. One publish per failFastProbe tries anyway (probe true: the
+// caller reports a failure with probeFailed), so publishing resumes as soon
+// as the shard answers. A healthy shard costs one atomic load.
+func (s *redisSub) failFast() (fail, probe bool) {
+	if !s.downFlag.Load() {
+		return false, false
+	}
+	now := time.Now().UnixNano()
+	if now-s.lastPubOK.Load() < int64(time.Second) {
+		return false, false
+	}
+	next := s.nextPubProbe.Load()
+	if now >= next && s.nextPubProbe.CompareAndSwap(next, now+int64(failFastProbe)) {
+		return false, true
+	}
+	return true, false
+}
+
+// probeFailed starts the interval to the next probe publish when a probe
+// failed (it may have waited the whole command timeout).
+func (s *redisSub) probeFailed() {
+	s.nextPubProbe.Store(time.Now().UnixNano() + int64(failFastProbe))
+}
+
+// publishOK records a successful publish. While the pub/sub connection is
+// down, it keeps publishes flowing and cuts the reconnect backoff short:
+// the shard answers again.
+func (s *redisSub) publishOK() {
+	if !s.downFlag.Load() {
+		return
+	}
+	s.lastPubOK.Store(time.Now().UnixNano())
+	select {
+	case s.retryNow <- struct{}{}:
+	default:
+	}
+}
+
+// lastError returns the last connection error of a shard that is down.
+func (s *redisSub) lastError() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
 }
 
 // redisGen is what a node knows of the Redis process serving a shard: its
@@ -316,6 +374,7 @@ func (s *redisSub) setDown(cause error) {
 	}
 	s.up = false
 	s.down = true
+	s.downFlag.Store(true)
 	s.lastErr = cause.Error()
 	s.active = 0
 	for ch, st := range s.chans {
@@ -370,6 +429,7 @@ func (s *redisSub) session(reconnect bool) (up bool, err error) {
 	}
 	s.mu.Lock()
 	s.up, s.down, s.lastErr = true, false, ""
+	s.downFlag.Store(false)
 	s.mu.Unlock()
 	s.firstOnce.Do(func() { close(s.firstAttempt) })
 	if reconnect {
