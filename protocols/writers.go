@@ -1,6 +1,9 @@
 package protocols
 
-import "sync"
+import (
+	"runtime"
+	"sync"
+)
 
 // Writers is the pool of goroutines that drain session queues onto
 // sockets. Sessions have no writer goroutine of their own: an idle
@@ -36,6 +39,14 @@ func NewWriters(n int) *Writers {
 				select {
 				case s := <-w.q:
 					s.flush()
+					// Under a broadcast the queue never empties, so a
+					// writer would keep its P for a whole time slice
+					// (10 ms) and 64 of them would make every request
+					// handler (a publish, a connect) wait behind them.
+					// Yielding after each session puts the writer at the
+					// back of the run queue: a publish waits for a few
+					// flushes, not for the whole pool's slices.
+					runtime.Gosched()
 				case <-w.done:
 					return
 				}
