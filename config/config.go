@@ -425,7 +425,7 @@ func Read(fs *pflag.FlagSet, environ []string) (Config, error) {
 			// Only list keys are split: a secret or password may contain
 			// commas and must be taken verbatim.
 			if listKeys[key] {
-				return key, splitList(value)
+				return key, SplitList(value)
 			}
 			return key, value
 		},
@@ -476,9 +476,9 @@ var listKeys = func() map[string]bool {
 	return keys
 }()
 
-// splitList splits a comma-separated list, trimming spaces and dropping
+// SplitList splits a comma-separated list, trimming spaces and dropping
 // empty entries; "" is the empty list.
-func splitList(v string) []string {
+func SplitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -739,7 +739,7 @@ func (c Config) Masked() Config {
 	return c
 }
 
-// ParseCIDR parses "10.0.0.0/8" or a bare IP (as a /32 or /128).
+// parseCIDR parses "10.0.0.0/8" or a bare IP (as a /32 or /128).
 func parseCIDR(s string) (*net.IPNet, error) {
 	if _, n, err := net.ParseCIDR(s); err == nil {
 		return n, nil

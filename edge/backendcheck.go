@@ -226,7 +226,7 @@ func (b *BackendChecker) parse(body []byte) (auth.Claims, error) {
 	default:
 		return unavailable("%q must be a string or an integer", b.cfg.UserField)
 	}
-	if err := checkBackendUserID(id); err != nil {
+	if err := auth.CheckUserID(id); err != nil {
 		return unavailable("user id: %v", err)
 	}
 	c := auth.Claims{UserID: id}
@@ -243,21 +243,4 @@ func (b *BackendChecker) parse(body []byte) (auth.Claims, error) {
 		}
 	}
 	return c, nil
-}
-
-// checkBackendUserID applies the user id rules of auth.Claims.UserID.
-func checkBackendUserID(id string) error {
-	if id == "" || len(id) > auth.MaxUserIDLen {
-		return fmt.Errorf("must be 1 to %d bytes", auth.MaxUserIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '_' || c == '-' || c == '.' || c == '@' || c == '=' || c == '+':
-		default:
-			return fmt.Errorf("character %q is not allowed (use [A-Za-z0-9_-.@=+])", c)
-		}
-	}
-	return nil
 }

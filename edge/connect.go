@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/protocols"
 )
 
@@ -193,7 +194,7 @@ func normalOrigin(origin string) (string, bool) {
 // channel, broadcast, and those its token grants, without repeats.
 func channelsFor(c auth.Claims) []string {
 	chans := make([]string, 0, 2+len(c.Channels))
-	chans = append(chans, "user:"+c.UserID, broadcastChannel)
+	chans = append(chans, fanout.UserChannel(c.UserID), broadcastChannel)
 	for _, ch := range c.Channels {
 		if strings.HasPrefix(ch, reservedPrefix) {
 			continue // node control channels are never granted to clients

@@ -60,7 +60,7 @@ func (s *Server) handleDevToken(ctx *fasthttp.RequestCtx) {
 // it publishes the guide's workflow for that user in the background.
 func (s *Server) handleDemoUpload(ctx *fasthttp.RequestCtx) {
 	user := string(ctx.QueryArgs().Peek("user"))
-	if !fanout.ValidChannel("user:" + user) {
+	if !fanout.ValidChannel(fanout.UserChannel(user)) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "invalid user")
 		return
 	}
@@ -83,7 +83,7 @@ func (s *Server) playWorkflow(user string, tx int, fail bool, step time.Duration
 		b, _ := json.Marshal(v)
 		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 		defer cancel()
-		_, err := s.broker.Publish(ctx, "user:"+user, b, fanout.PublishOptions{})
+		_, err := s.broker.Publish(ctx, fanout.UserChannel(user), b, fanout.PublishOptions{})
 		return err == nil
 	}
 	if !pub(map[string]any{"type": "oracle_upload_started", "message": fmt.Sprintf("Oracle upload started for transaction %d", tx)}) {

@@ -59,11 +59,11 @@ func (s *Server) handleHistory(ctx *fasthttp.RequestCtx, me bool) {
 			return
 		}
 		user := string(ctx.QueryArgs().Peek("user_id"))
-		if user == "" || !fanout.ValidChannel("user:"+user) {
+		if user == "" || !fanout.ValidChannel(fanout.UserChannel(user)) {
 			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "a valid user_id is required")
 			return
 		}
-		channels = []string{"user:" + user, broadcastChannel}
+		channels = []string{fanout.UserChannel(user), broadcastChannel}
 	}
 	limit := defaultHistoryLimit
 	if v := ctx.QueryArgs().GetUintOrZero("limit"); v > 0 {

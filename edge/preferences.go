@@ -87,7 +87,7 @@ func (s *Server) handlePreferences(ctx *fasthttp.RequestCtx, user string) {
 		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key (X-API-Key header)")
 		return
 	}
-	if !fanout.ValidChannel("user:" + user) {
+	if !fanout.ValidChannel(fanout.UserChannel(user)) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "invalid user id")
 		return
 	}

@@ -164,7 +164,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			// adds come with a new connection); one that grants fewer
 			// ends it, so the client reconnects with the narrower set.
 			granted := channelsFor(c)
-			if slices.Contains(have, "user:"+c.UserID) {
+			if slices.Contains(have, fanout.UserChannel(c.UserID)) {
 				for _, ch := range have {
 					if !slices.Contains(granted, ch) {
 						return "", time.Time{}, fmt.Errorf("%w: the new token does not grant %q", protocols.ErrChannelsRevoked, ch)

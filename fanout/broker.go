@@ -152,6 +152,12 @@ func ValidChannel(name string) bool {
 	return true
 }
 
+// UserChannelPrefix starts the name of every per-user channel.
+const UserChannelPrefix = "user:"
+
+// UserChannel returns the name of user id's own channel, "user:<id>".
+func UserChannel(id string) string { return UserChannelPrefix + id }
+
 // Retention returns how many messages channel keeps and for how long; a
 // broker built with a nil Retention uses its HistorySize and HistoryTTL for
 // every channel.

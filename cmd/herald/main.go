@@ -124,11 +124,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if sub == "" {
 			return errors.New("token: --sub is required")
 		}
-		var chans []string
-		for _, c := range splitComma(channels) {
-			chans = append(chans, c)
-		}
-		tok, err := auth.Sign(cfg.Auth.JWT.HMACSecret, alg, sub, ttl, chans)
+		tok, err := auth.Sign(cfg.Auth.JWT.HMACSecret, alg, sub, ttl, config.SplitList(channels))
 		if err != nil {
 			return err
 		}
@@ -137,20 +133,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	path, _ := fs.GetString("config")
 	return serve(cfg, stderr, path, func() (config.Config, error) { return config.Load(fs, os.Environ()) })
-}
-
-func splitComma(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ',' {
-			if i > start {
-				out = append(out, s[start:i])
-			}
-			start = i + 1
-		}
-	}
-	return out
 }
 
 func newLogger(cfg config.Log, w io.Writer, level *slog.LevelVar) *slog.Logger {
