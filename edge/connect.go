@@ -42,7 +42,7 @@ type connectRequest struct {
 
 // admit authenticates a connect request and parses its cursor. It writes
 // the error response and returns false when the request is refused.
-func (s *Server) admit(ctx *fasthttp.RequestCtx, transport string, sinceParam []byte) (connectRequest, bool) {
+func (s *Server) admit(ctx *fasthttp.RequestCtx, transport protocols.TransportKind, sinceParam []byte) (connectRequest, bool) {
 	var req connectRequest
 	if s.draining.Load() {
 		s.reject(ctx, fasthttp.StatusServiceUnavailable, transport, "shutting_down", "server is shutting down, reconnect")
@@ -98,7 +98,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, transport string, sinceParam []
 }
 
 // refuse answers an admission refusal, with Retry-After when known.
-func (s *Server) refuse(ctx *fasthttp.RequestCtx, transport string, r *refusal) {
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, transport protocols.TransportKind, r *refusal) {
 	if r.retryAfter > 0 {
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(math.Ceil(r.retryAfter.Seconds()))))
 	}
@@ -109,9 +109,9 @@ func (s *Server) refuse(ctx *fasthttp.RequestCtx, transport string, r *refusal) 
 // event stream's refusal is readable by the page's script whatever its
 // origin (CORS), so herald.js can tell the app why (origin_not_allowed,
 // token_expired, ...): EventSource itself hides the status.
-func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport, reason, detail string) {
+func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport protocols.TransportKind, reason, detail string) {
 	s.metrics.Rejections.WithLabelValues(reason).Inc()
-	if transport == "sse" {
+	if transport == protocols.KindSSE {
 		if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 {
 			// Safe with credentials: the Origin check comes before
 			// authentication, so a page of a refused origin only ever
@@ -121,7 +121,7 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport, reason,
 			ctx.Response.Header.Set("Vary", "Origin")
 		}
 	}
-	s.log.Info("connection refused", "transport", transport, "status", status, "reason", reason,
+	s.log.Info("connection refused", "transport", transport.String(), "status", status, "reason", reason,
 		"detail", detail, "remote", ctx.RemoteAddr().String())
 	writeError(ctx, status, reason, detail)
 }
@@ -235,7 +235,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 	}
 	if r != nil {
 		s.adm.leave(req.ip)
-		s.refuse(ctx, tr.Name(), r)
+		s.refuse(ctx, tr.Kind(), r)
 		return nil, false
 	}
 	if victim != nil {
@@ -251,7 +251,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		s.hub.Remove(sess)
 		s.adm.releaseUser(sess)
 		s.adm.leave(req.ip)
-		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Name(), "broker_unavailable", err.Error())
+		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Kind(), "broker_unavailable", err.Error())
 		return nil, false
 	}
 	if s.ingest != nil {
@@ -262,7 +262,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 	err := sess.Resume(bctx)
 	if err != nil {
 		s.drop(sess)
-		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Name(), "history_unavailable", err.Error())
+		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Kind(), "history_unavailable", err.Error())
 		return nil, false
 	}
 	s.live.Add(1)
@@ -322,7 +322,7 @@ func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, "not_websocket", "this endpoint needs a WebSocket upgrade; use /sse/notifications/ for an event stream")
 		return
 	}
-	req, ok := s.admit(ctx, "ws", ctx.QueryArgs().Peek("since"))
+	req, ok := s.admit(ctx, protocols.KindWS, ctx.QueryArgs().Peek("since"))
 	if !ok {
 		return
 	}
@@ -378,7 +378,7 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 	if len(since) == 0 {
 		since = ctx.QueryArgs().Peek("since")
 	}
-	req, ok := s.admit(ctx, "sse", since)
+	req, ok := s.admit(ctx, protocols.KindSSE, since)
 	if !ok {
 		return
 	}

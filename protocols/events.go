@@ -87,9 +87,9 @@ func disconnectEvent(r CloseReason) []byte {
 // shape: {"type":"connection_established","message":...,"user_id":...}.
 // An integer user id is a JSON number (the guide sends self.user.id), unless
 // asString; ids beyond 2^53 stay strings so JavaScript reads them exactly.
-func EstablishedEvent(transport, userID string, asString bool) []byte {
+func EstablishedEvent(transport TransportKind, userID string, asString bool) []byte {
 	msg := "WebSocket connected successfully"
-	if transport == "sse" {
+	if transport == KindSSE {
 		msg = "SSE connected successfully"
 	}
 	b := []byte(`{"type":"connection_established","message":`)

@@ -19,7 +19,7 @@ func (s *Session) Attach(conn net.Conn) {
 	}
 	s.ready = true
 	interval := s.env.Config.SSEHeartbeat
-	if s.tr.Name() == "ws" {
+	if s.tr.Kind() == KindWS {
 		interval = s.env.Config.WSPingInterval
 	}
 	s.keepalive = time.AfterFunc(interval, func() { s.onKeepalive(interval) })
@@ -125,7 +125,7 @@ func (s *Session) onKeepalive(interval time.Duration) {
 	// An SSE stream that wrote recently needs no heartbeat; a WebSocket
 	// always gets its ping so the client's pong keeps the read deadline
 	// fresh.
-	if s.tr.Name() == "ws" || time.Since(time.Unix(0, last)) >= interval/2 {
+	if s.tr.Kind() == KindWS || time.Since(time.Unix(0, last)) >= interval/2 {
 		s.enqueue(item{kind: itemKeepalive})
 	}
 	if idle := s.env.Config.IdleTimeout; idle > 0 && time.Since(time.Unix(0, s.lastActivity.Load())) >= idle {

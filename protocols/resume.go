@@ -14,7 +14,7 @@ import (
 // is lost; live messages that history also returned are dropped as
 // duplicates. It queues the connection_established event first.
 func (s *Session) Resume(ctx context.Context) error {
-	pre := []item{{kind: itemEvent, b: EstablishedEvent(s.tr.Name(), s.opts.UserID, s.env.Config.UserIDString)}}
+	pre := []item{{kind: itemEvent, b: EstablishedEvent(s.tr.Kind(), s.opts.UserID, s.env.Config.UserIDString)}}
 	var msgs []item
 	positions := make([]fanout.Position, len(s.chans))
 	for i := range s.chans {

@@ -242,9 +242,7 @@ type Session struct {
 // Register it with the hub, then call Resume, then Attach.
 func NewSession(env *Env, opts Options) *Session {
 	s := &Session{env: env, opts: opts, tr: opts.Transport, finished: make(chan struct{}), connected: time.Now()}
-	if s.tr.Name() == "sse" {
-		s.ti = 1
-	}
+	s.ti = int(s.tr.Kind())
 	if ws, ok := s.tr.(WSTransport); ok && ws.Format == WSRaw {
 		s.noCursor = true
 	}

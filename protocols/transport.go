@@ -17,8 +17,10 @@ import (
 // Nothing above the Session knows about WebSocket or SSE, and nothing in a
 // Transport knows about channels, queues or brokers.
 type Transport interface {
-	// Name is "ws" or "sse", for logs and metrics.
+	// Name is "ws" or "sse", for logs and metrics (Kind().String()).
 	Name() string
+	// Kind says which wire protocol the transport speaks.
+	Kind() TransportKind
 	// AppendMessage appends message m; cursor is the connection's cursor
 	// after m.
 	AppendMessage(dst []byte, m *fanout.Message, cursor []byte) []byte
@@ -30,6 +32,27 @@ type Transport interface {
 	// AppendClose appends the last thing written before the connection is
 	// closed for reason r.
 	AppendClose(dst []byte, r CloseReason, cursor []byte) []byte
+}
+
+// TransportKind names a wire protocol. Its value is also the index of the
+// per-transport arrays of Metrics: 0 is WebSocket, 1 is SSE.
+type TransportKind uint8
+
+// Transport kinds.
+const (
+	// KindWS is WebSocket.
+	KindWS TransportKind = iota
+	// KindSSE is Server-Sent Events.
+	KindSSE
+)
+
+// String returns "ws" or "sse", the name used in logs, metric labels and
+// connection_established.
+func (k TransportKind) String() string {
+	if k == KindSSE {
+		return "sse"
+	}
+	return "ws"
 }
 
 // Slots of fanout.Message.Encoded used by the transports. Each is built once
@@ -91,7 +114,10 @@ const (
 type WSTransport struct{ Format WSFormat }
 
 // Name implements Transport.
-func (WSTransport) Name() string { return "ws" }
+func (WSTransport) Name() string { return KindWS.String() }
+
+// Kind returns KindWS.
+func (WSTransport) Kind() TransportKind { return KindWS }
 
 func buildWSRaw(m *fanout.Message) []byte { return appendFrame(nil, opText, m.Data) }
 
@@ -184,7 +210,10 @@ type SSETransport struct {
 }
 
 // Name implements Transport.
-func (SSETransport) Name() string { return "sse" }
+func (SSETransport) Name() string { return KindSSE.String() }
+
+// Kind returns KindSSE.
+func (SSETransport) Kind() TransportKind { return KindSSE }
 
 // appendSSEData appends payload p as "data:" lines (one per line of p, as
 // the SSE grammar requires) and the blank line that ends the event.

@@ -238,8 +238,8 @@ func TestCloseReasonsJSON(t *testing.T) {
 
 func TestEventBuilders(t *testing.T) {
 	for _, ev := range [][]byte{
-		EstablishedEvent("ws", `u"1\`, false),
-		EstablishedEvent("sse", "\u2603\x00", false),
+		EstablishedEvent(KindWS, `u"1\`, false),
+		EstablishedEvent(KindSSE, "\u2603\x00", false),
 		StreamResetEvent("c:1", "epoch_changed"),
 		TokenExpiringEvent(time.Unix(1700000000, 0)),
 		ErrorEvent("bad \"input\"\n\x01"),
@@ -258,7 +258,7 @@ func TestEventBuilders(t *testing.T) {
 		Message string
 		UserID  string `json:"user_id"`
 	}
-	json.Unmarshal(EstablishedEvent("sse", "alice", false), &est)
+	json.Unmarshal(EstablishedEvent(KindSSE, "alice", false), &est)
 	if est.Type != "connection_established" || est.Message != "SSE connected successfully" || est.UserID != "alice" {
 		t.Fatalf("established = %+v", est)
 	}
@@ -455,7 +455,7 @@ func TestEstablishedUserID(t *testing.T) {
 		{"alice", false, `"alice"`},
 	} {
 		var m map[string]json.RawMessage
-		if err := json.Unmarshal(EstablishedEvent("ws", tc.id, tc.asString), &m); err != nil {
+		if err := json.Unmarshal(EstablishedEvent(KindWS, tc.id, tc.asString), &m); err != nil {
 			t.Fatalf("%q: %v", tc.id, err)
 		}
 		if got := string(m["user_id"]); got != tc.want {
