@@ -123,9 +123,7 @@ func (s *Session) slowConsumerLocked() {
 	if mt := s.env.Metrics; mt != nil {
 		mt.SlowConsumers.Add(1)
 	}
-	if s.env.Log != nil {
-		s.env.Log.Info("slow consumer", "session", s.opts.ID, "user", s.opts.UserID, "queued", len(s.queue), "queued_bytes", s.queueBytes)
-	}
+	s.log.Info("slow consumer", "session", s.opts.ID, "user", s.opts.UserID, "queued", len(s.queue), "queued_bytes", s.queueBytes)
 	s.closeLocked(CloseSlowConsumer, true)
 }
 
@@ -157,8 +155,8 @@ func (s *Session) flush() {
 		bp.out = buf
 		err := s.write(conn, buf)
 		if err != nil || final {
-			if err != nil && s.env.Log != nil && s.env.Log.Enabled(context.Background(), slog.LevelDebug) {
-				s.env.Log.Debug("write failed", "session", s.opts.ID, "user", s.opts.UserID, "err", err)
+			if err != nil && s.log.Enabled(context.Background(), slog.LevelDebug) {
+				s.log.Debug("write failed", "session", s.opts.ID, "user", s.opts.UserID, "err", err)
 			}
 			s.terminate()
 			return

@@ -26,7 +26,8 @@ const (
 	ActionReply InboundAction = iota
 	// ActionRefresh: verify Msg.Token and, when valid, extend the session.
 	ActionRefresh
-	// ActionClose: the message cannot be accepted; close with CloseInvalid.
+	// ActionClose: the message cannot be accepted (a text frame that is not
+	// valid UTF-8); close with CloseInvalidPayload.
 	ActionClose
 )
 

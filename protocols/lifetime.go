@@ -43,7 +43,7 @@ func (s *Session) setExpiryLocked(t time.Time) {
 	s.armLifeLocked()
 }
 
-// expiringAt is when token_expiring is due (zero when not applicable).
+// expiringAtLocked is when token_expiring is due (zero when not applicable).
 func (s *Session) expiringAtLocked() time.Time {
 	lead := s.env.Config.TokenExpiringLead
 	if lead <= 0 || s.expiringSent || s.expiresAt.IsZero() || !s.wantsExpiring() {

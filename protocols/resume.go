@@ -143,9 +143,7 @@ func (s *Session) recoverGap(channel string, since fanout.Position) {
 		s.queueBytes += len(ev)
 		s.queue = append([]item{{kind: itemEvent, b: ev}}, s.queue...)
 	default:
-		if s.env.Log != nil {
-			s.env.Log.Warn("history read failed during gap recovery", "session", s.opts.ID, "channel", channel, "err", err)
-		}
+		s.log.Warn("history read failed during gap recovery", "session", s.opts.ID, "channel", channel, "err", err)
 		s.closeLocked(CloseInternal, true)
 	}
 	sched := s.scheduleLocked()

@@ -129,7 +129,8 @@ type Env struct {
 	Config  Config
 	Writers *Writers
 	History Historian
-	Log     *slog.Logger
+	// Log receives the sessions' log lines; nil discards them.
+	Log *slog.Logger
 	// Metrics, when set, receives delivery counts and latencies.
 	Metrics *Metrics
 	// Refresh verifies a refreshed token sent by a WebSocket client, given
@@ -140,6 +141,10 @@ type Env struct {
 	// reconnects with the narrower token. A refresh never adds channels.
 	Refresh func(token string, channels []string) (userID string, expires time.Time, err error)
 }
+
+// discardLog stands in for Env.Log when it is nil, so sessions log
+// without checking.
+var discardLog = slog.New(slog.DiscardHandler)
 
 // Options describe one connection.
 type Options struct {
@@ -212,6 +217,8 @@ type Session struct {
 	// replaced live by SetPreferences.
 	prefs atomic.Pointer[TypeFilter]
 	conn  net.Conn
+	// log is env.Log, or a logger that discards when Env has none.
+	log *slog.Logger
 
 	mu         sync.Mutex
 	chans      []chanState
@@ -241,7 +248,10 @@ type Session struct {
 // NewSession creates a session that is not yet attached to a socket.
 // Register it with the hub, then call Resume, then Attach.
 func NewSession(env *Env, opts Options) *Session {
-	s := &Session{env: env, opts: opts, tr: opts.Transport, finished: make(chan struct{}), connected: time.Now()}
+	s := &Session{env: env, opts: opts, tr: opts.Transport, log: env.Log, finished: make(chan struct{}), connected: time.Now()}
+	if s.log == nil {
+		s.log = discardLog
+	}
 	s.ti = int(s.tr.Kind())
 	if ws, ok := s.tr.(WSTransport); ok && ws.Format == WSRaw {
 		s.noCursor = true

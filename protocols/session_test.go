@@ -866,7 +866,7 @@ func TestSessionGapAfterEpochChangeIsRecovered(t *testing.T) {
 }
 
 func TestSessionNilLogger(t *testing.T) {
-	// Env.Log is optional (Enqueue and the WebSocket reader check it): a
+	// Env.Log is optional (a session then logs to a discarding logger): a
 	// failed write or history read must not dereference it.
 	h := newHarness(t, Config{WriteTimeout: 200 * time.Millisecond}, fanout.MemoryConfig{})
 	h.env.Log = nil

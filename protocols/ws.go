@@ -67,20 +67,14 @@ func (s *Session) readError(err error) {
 	var pe *wsProtocolError
 	switch {
 	case errors.As(err, &pe):
-		if s.env.Log != nil {
-			s.env.Log.Info("websocket input refused", "session", s.opts.ID, "user", s.opts.UserID,
-				"code", pe.reason.WSCode, "reason", pe.reason.Reason, "detail", pe.detail)
-		}
+		s.log.Info("websocket input refused", "session", s.opts.ID, "user", s.opts.UserID,
+			"code", pe.reason.WSCode, "reason", pe.reason.Reason, "detail", pe.detail)
 		s.Close(pe.reason)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		if s.env.Log != nil {
-			s.env.Log.Debug("websocket read timeout", "session", s.opts.ID, "user", s.opts.UserID)
-		}
+		s.log.Debug("websocket read timeout", "session", s.opts.ID, "user", s.opts.UserID)
 		s.Close(CloseGoingAway)
 	default:
-		if s.env.Log != nil {
-			s.env.Log.Debug("websocket read ended", "session", s.opts.ID, "user", s.opts.UserID, "err", err)
-		}
+		s.log.Debug("websocket read ended", "session", s.opts.ID, "user", s.opts.UserID, "err", err)
 	}
 }
 
