@@ -1,10 +1,15 @@
 package protocols
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/heraldrt/herald/fanout"
 )
 
 // ServeWS runs the read loop of a WebSocket session on conn, the socket
@@ -101,4 +106,135 @@ func (s *Session) refresh(token string) []byte {
 	}
 	s.mu.Unlock()
 	return RefreshedEvent(exp)
+}
+
+// WebSocket opcodes (RFC 6455 section 5.2).
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+// appendFrameHeader appends an unmasked server frame header (FIN set).
+func appendFrameHeader(dst []byte, op byte, n int) []byte {
+	dst = append(dst, 0x80|op)
+	switch {
+	case n <= 125:
+		dst = append(dst, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return dst
+}
+
+// appendFrame appends a complete unmasked frame with payload p.
+func appendFrame(dst []byte, op byte, p []byte) []byte {
+	return append(appendFrameHeader(dst, op, len(p)), p...)
+}
+
+// WSFormat selects what WebSocket data frames carry.
+type WSFormat uint8
+
+const (
+	// WSRaw sends each payload byte for byte as published, and control
+	// events as bare JSON objects: the format of the Django Channels guide.
+	WSRaw WSFormat = iota
+	// WSEnvelope wraps each payload as {"cursor","channel","data"} so
+	// clients can resume, and adds "cursor" to control events.
+	WSEnvelope
+)
+
+// WSTransport frames WebSocket messages.
+type WSTransport struct{ Format WSFormat }
+
+// Name implements Transport.
+func (WSTransport) Name() string { return KindWS.String() }
+
+// Kind returns KindWS.
+func (WSTransport) Kind() TransportKind { return KindWS }
+
+func buildWSRaw(m *fanout.Message) []byte { return appendFrame(nil, opText, m.Data) }
+
+func buildWSEnvTail(m *fanout.Message) []byte {
+	b := make([]byte, 0, len(m.Channel)+len(m.Data)+24)
+	b = append(b, `","channel":"`...)
+	b = append(b, m.Channel...)
+	b = append(b, `","data":`...)
+	b = append(b, m.Data...)
+	return append(b, '}')
+}
+
+const envHead = `{"cursor":"`
+
+// AppendMessage implements Transport.
+func (t WSTransport) AppendMessage(dst []byte, m *fanout.Message, cursor []byte) []byte {
+	if t.Format == WSRaw {
+		return append(dst, m.Encoded(slotWSRaw, buildWSRaw)...)
+	}
+	tail := m.Encoded(slotWSEnvTail, buildWSEnvTail)
+	dst = appendFrameHeader(dst, opText, len(envHead)+len(cursor)+len(tail))
+	dst = append(dst, envHead...)
+	dst = append(dst, cursor...)
+	return append(dst, tail...)
+}
+
+// AppendEvent implements Transport.
+func (t WSTransport) AppendEvent(dst []byte, ev []byte, cursor []byte) []byte {
+	if t.Format == WSRaw || cursor == nil {
+		return appendFrame(dst, opText, ev)
+	}
+	n := len(ev) - 1 + len(`,"cursor":"`) + len(cursor) + 2
+	dst = appendFrameHeader(dst, opText, n)
+	return appendWithCursor(dst, ev, cursor)
+}
+
+// appendWithCursor appends JSON object ev with a "cursor" member added.
+func appendWithCursor(dst, ev, cursor []byte) []byte {
+	dst = append(dst, ev[:len(ev)-1]...)
+	dst = append(dst, `,"cursor":"`...)
+	dst = append(dst, cursor...)
+	return append(dst, `"}`...)
+}
+
+// AppendKeepalive implements Transport: a ping frame the client answers
+// with a pong, which refreshes the read deadline.
+func (WSTransport) AppendKeepalive(dst []byte) []byte { return appendFrame(dst, opPing, nil) }
+
+// AppendClose implements Transport: a final event the client can read, then
+// a close frame with the reason's code.
+func (t WSTransport) AppendClose(dst []byte, r CloseReason, cursor []byte) []byte {
+	if r.Event {
+		dst = t.AppendEvent(dst, disconnectEvent(r), cursor)
+	}
+	reason := closeText(r.Reason)
+	dst = appendFrameHeader(dst, opClose, 2+len(reason))
+	dst = binary.BigEndian.AppendUint16(dst, r.WSCode)
+	return append(dst, reason...)
+}
+
+// maxCloseText is the longest close reason: a control frame payload is at
+// most 125 bytes, two of which are the code.
+const maxCloseText = 123
+
+// closeText returns reason as a valid close frame reason: valid UTF-8 (RFC
+// 6455 7.1.6; clients fail the connection otherwise) cut to at most 123
+// bytes at a character boundary.
+func closeText(reason string) string {
+	if !utf8.ValidString(reason) {
+		reason = strings.ToValidUTF8(reason, "\uFFFD")
+	}
+	if len(reason) <= maxCloseText {
+		return reason
+	}
+	n := maxCloseText
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n-- // reason[n] continues the character that starts before it
+	}
+	return reason[:n]
 }
