@@ -116,7 +116,7 @@ func (b publishBody) validate() (PublishRequest, error) {
 		if err != nil {
 			return r, err
 		}
-		r.Channel = "user:" + id
+		r.Channel = fanout.UserChannel(id)
 	case b.Channel != "":
 		r.Channel = b.Channel
 	default:
@@ -128,7 +128,7 @@ func (b publishBody) validate() (PublishRequest, error) {
 	if strings.HasPrefix(r.Channel, reservedPrefix) {
 		return r, fmt.Errorf("channel %q: the %q prefix is reserved for Herald's nodes", r.Channel, reservedPrefix)
 	}
-	if id, ok := strings.CutPrefix(r.Channel, "user:"); ok && !hasUser {
+	if id, ok := strings.CutPrefix(r.Channel, fanout.UserChannelPrefix); ok && !hasUser {
 		if err := auth.CheckUserID(id); err != nil {
 			return r, fmt.Errorf("channel %q: user channels are \"user:<user id>\" and %q can never be a token's user id: %w", r.Channel, id, err)
 		}

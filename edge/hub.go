@@ -103,8 +103,9 @@ func (h *Hub) Remove(s *protocols.Session) {
 	h.smu.Unlock()
 }
 
-// Deliver hands m to every local session subscribed to its channel. It is
-// the broker's Handler.
+// Deliver hands m to every local session subscribed to its channel. The
+// broker's Handler is Server.deliver, which passes every message that is not
+// a node control message on to Deliver.
 func (h *Hub) Deliver(m *fanout.Message) {
 	if h.tracing != nil && m.TraceParent != "" {
 		h.deliverTraced(m)
