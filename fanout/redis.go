@@ -16,67 +16,31 @@ import (
 	"github.com/redis/rueidis"
 )
 
-//go:embed redis_publish.lua
-var redisPublishScript string
+// The Lua scripts, one file each; redis_prelude.lua holds what they share
+// (the generation check, a new epoch) and goes in front of each.
+var (
+	//go:embed redis_prelude.lua
+	redisPreludeLua string
+	//go:embed redis_publish.lua
+	redisPublishLua string
+	//go:embed redis_history.lua
+	redisHistoryLua string
+)
+
+// redisPublishScript is the publish script: redis_prelude.lua followed by
+// redis_publish.lua.
+var redisPublishScript = redisPreludeLua + redisPublishLua
 
 // RedisPublishScript returns the Lua source of the publish script. Every
 // publish, Herald's own and those of backends writing to Redis directly,
-// runs it; docs/redis.md describes its keys and arguments.
+// runs it; docs/redis.md describes its keys and arguments. It is
+// fanout/redis_prelude.lua followed by fanout/redis_publish.lua.
 func RedisPublishScript() string { return redisPublishScript }
 
-// redisHistoryScript reads a channel's epoch, top offset and the stream
-// entries from ARGV[1] on, atomically. It creates the channel's meta hash
-// (a new epoch, offset 0) when it is missing, exactly as the publish script
-// would, so the top a new subscriber adopts stays valid for the first
-// publish instead of turning it into a spurious epoch change. Like the
-// publish script, it starts a new epoch when the meta hash was written by
-// another Redis process (generation g, see redis_publish.lua).
-//
-// KEYS[1] meta, KEYS[2] stream; ARGV[1] first offset wanted ("0": top
-// only), ARGV[2] count ("0": all), ARGV[3] meta TTL in ms, ARGV[4] the
-// caller's belief of the generation or "", ARGV[5] "1" in a cluster.
-// Returns {epoch, top, entries, generation read or ""}.
-const redisHistoryScript = `
-local cluster = ARGV[5] == '1'
-local gen = ARGV[4]
-local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'g')
-local epoch, top, g = m[1], m[2], m[3]
-local read = ''
-if gen == '' or (epoch and g ~= gen) or (cluster and string.sub(gen, -40) ~= redis.call('CLUSTER', 'MYID')) then
-  read = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-  if cluster then
-    read = read .. '@' .. redis.call('CLUSTER', 'MYID')
-  end
-  gen = read
-end
-if epoch and g and g ~= gen then
-  epoch = nil
-end
-if not epoch then
-  local now = redis.call('TIME')
-  epoch = string.format('%d', (tonumber(now[1]) % 4294) * 1000000 + tonumber(now[2]))
-  if epoch == '0' then
-    epoch = '1'
-  end
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', '0', 'g', gen)
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return {tonumber(epoch), 0, {}, read}
-end
-if not g then
-  redis.call('HSET', KEYS[1], 'g', gen)
-end
-if ARGV[1] == '0' then
-  return {tonumber(epoch), tonumber(top or '0'), {}, read}
-end
-local r
-if ARGV[2] ~= '0' then
-  r = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
-else
-  r = redis.call('XRANGE', KEYS[2], ARGV[1], '+')
-end
-return {tonumber(epoch), tonumber(top or '0'), r, read}
-`
+// redisHistoryScript reads a channel's epoch, top offset and stream
+// entries (see redis_history.lua): redis_prelude.lua followed by
+// redis_history.lua.
+var redisHistoryScript = redisPreludeLua + redisHistoryLua
 
 // ShardHealth is the state of one Redis pub/sub connection: a shard, or a
 // partition in cluster mode.

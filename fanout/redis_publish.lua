@@ -1,5 +1,6 @@
 -- Herald publish script: the only way messages enter a channel's history.
--- Herald and external backends both run it (EVALSHA, falling back to EVAL),
+-- It runs after redis_prelude.lua, as one script with it. Herald and
+-- external backends both run it (EVALSHA, falling back to EVAL),
 -- so every publish is atomic: assign the next offset, append to the stream,
 -- refresh TTLs, remember the idempotency key and fan out over pub/sub.
 --
@@ -17,7 +18,7 @@
 -- ARGV[8]  idempotency window in milliseconds
 -- ARGV[9]  "1" to use SPUBLISH (Redis Cluster), anything else PUBLISH
 -- ARGV[10] optional: the caller's belief of the server's generation (see
---          below), or "" / absent when it has none
+--          redis_prelude.lua), or "" / absent when it has none
 -- <tag> is "" for independent shards and "{p<N>}" in cluster mode.
 --
 -- Returns {epoch, offset, duplicate, generation}: duplicate is 1 when
@@ -25,16 +26,8 @@
 -- publish's. generation is the server's generation when this call read it
 -- (INFO), "" when the caller's belief was used.
 --
--- Generation: the meta hash's field g names the Redis process that last
--- wrote it (run_id, plus "@<node id>" in a cluster). A restart (from an
--- older snapshot or a truncated AOF) or a failover to a replica gives a new
--- process, whose data set may have gone back: offsets already handed out
--- would be handed out again for different messages. So when g is not the
--- current process, the channel starts a new epoch. Reading run_id (INFO)
--- costs more than the rest of the script, so a caller that knows the
--- generation passes it and the check is one string comparison; a caller
--- that does not (a backend, or a Herald node whose connection to the shard
--- was re-established) passes "" and the script reads it.
+-- Generation: see redis_prelude.lua, which Herald (and a backend) puts in
+-- front of this file; it defines generation and new_epoch.
 local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
 local cluster = ARGV[9] == '1'
 local gen = ARGV[10] or ''
@@ -50,26 +43,12 @@ end
 local now = redis.call('TIME')
 local m = redis.call('HMGET', meta, 'epoch', 'offset', 'g')
 local epoch, offset, g = m[1], tonumber(m[2] or '0'), m[3]
-local read = ''
-if gen == '' or (epoch and g ~= gen) or (cluster and string.sub(gen, -40) ~= redis.call('CLUSTER', 'MYID')) then
-  read = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-  if cluster then
-    read = read .. '@' .. redis.call('CLUSTER', 'MYID')
-  end
-  gen = read
-end
-if epoch and g and g ~= gen then
-  -- Written by another Redis process: its history may have gone back.
-  epoch = nil
-end
+local read
+gen, read, epoch = generation(gen, epoch, g, cluster)
 if not epoch then
-  -- A new history: the epoch comes from the server clock (microseconds,
-  -- wrapping every 4294 s) so a restarted shard gets a different one, and
-  -- any stream left without its meta hash belongs to an older history.
-  epoch = string.format('%d', (tonumber(now[1]) % 4294) * 1000000 + tonumber(now[2]))
-  if epoch == '0' then
-    epoch = '1'
-  end
+  -- A new history: any stream left without its meta hash belongs to an
+  -- older history.
+  epoch = new_epoch(now)
   redis.call('DEL', stream)
   offset = 0
 end

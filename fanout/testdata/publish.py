@@ -4,8 +4,11 @@ the standard library. usage: publish.py ADDR[,ADDR...] PREFIX CHANNEL JSON [IDEM
 Prints "epoch offset duplicate". ADDRs are Herald's fanout.redis.shards, in order."""
 import hashlib, os, socket, sys, time
 
-LUA = os.environ.get("HERALD_PUBLISH_LUA") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "redis_publish.lua")
-SCRIPT = open(LUA, "rb").read()
+# The publish script is fanout/redis_prelude.lua followed by fanout/redis_publish.lua
+# (fanout.RedisPublishScript()); HERALD_PUBLISH_LUA names a file holding both instead.
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+LUA = os.environ.get("HERALD_PUBLISH_LUA")
+SCRIPT = open(LUA, "rb").read() if LUA else b"".join(open(os.path.join(HERE, n), "rb").read() for n in ("redis_prelude.lua", "redis_publish.lua"))
 M64 = 0xFFFFFFFFFFFFFFFF
 
 def shard_index(channel, shards):
