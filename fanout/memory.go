@@ -29,18 +29,7 @@ type MemoryConfig struct {
 
 // retention returns channel's history size and TTL.
 func (c *MemoryConfig) retention(channel string) (int, time.Duration) {
-	size, ttl := c.HistorySize, c.HistoryTTL
-	if c.Retention != nil {
-		if s, t := c.Retention(channel); s > 0 || t > 0 {
-			if s > 0 {
-				size = s
-			}
-			if t > 0 {
-				ttl = t
-			}
-		}
-	}
-	return size, ttl
+	return c.Retention.of(channel, c.HistorySize, c.HistoryTTL)
 }
 
 func (c *MemoryConfig) applyDefaults() {

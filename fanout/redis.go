@@ -238,15 +238,9 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte, 
 		keys = append(keys, k.idem(channel, opts.IdempotencyKey))
 	}
 	histSize, histTTL := b.argHistSize, b.argHistTTL
-	if b.cfg.Retention != nil {
-		if size, ttl := b.cfg.Retention(channel); size > 0 || ttl > 0 {
-			if size > 0 {
-				histSize = strconv.Itoa(size)
-			}
-			if ttl > 0 {
-				histTTL = strconv.FormatInt(ttl.Milliseconds(), 10)
-			}
-		}
+	if size, ttl := b.cfg.Retention.of(channel, b.cfg.HistorySize, b.cfg.HistoryTTL); size != b.cfg.HistorySize || ttl != b.cfg.HistoryTTL {
+		histSize = strconv.Itoa(size)
+		histTTL = strconv.FormatInt(ttl.Milliseconds(), 10)
 	}
 	gen, dials := s.belief()
 	args := []string{k.pubsub, rueidis.BinaryString(data), opts.TraceParent, strconv.FormatInt(time.Now().UnixNano(), 10),
@@ -397,12 +391,8 @@ func parseStreamEntry(channel string, epoch uint32, e *rueidis.RedisMessage) (*M
 
 // historyTTL is channel's history TTL.
 func (b *RedisBroker) historyTTL(channel string) time.Duration {
-	if b.cfg.Retention != nil {
-		if _, ttl := b.cfg.Retention(channel); ttl > 0 {
-			return ttl
-		}
-	}
-	return b.cfg.HistoryTTL
+	_, ttl := b.cfg.Retention.of(channel, b.cfg.HistorySize, b.cfg.HistoryTTL)
+	return ttl
 }
 
 // History implements Broker. Messages older than HistoryTTL count as no
