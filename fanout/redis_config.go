@@ -16,6 +16,107 @@ import (
 	"github.com/redis/rueidis"
 )
 
+// RedisConfig configures the Redis broker. Zero values mean the documented
+// defaults. Exactly one of Shards and Cluster must be set.
+type RedisConfig struct {
+	// Shards are independent Redis servers, "host:port". Each channel lives
+	// on the shard ShardIndex picks.
+	Shards []string `koanf:"shards"`
+	// Cluster are seed addresses of a Redis Cluster. Channels are grouped
+	// into Partitions hash-tagged partitions and use sharded pub/sub.
+	Cluster []string `koanf:"cluster"`
+	// Sentinel makes every shard a master set monitored by Redis Sentinel
+	// (instead of Shards): Herald asks the sentinels for each set's master
+	// and follows failovers.
+	Sentinel RedisSentinelConfig `koanf:"sentinel"`
+	// Username and Password authenticate to Redis (ACL or requirepass).
+	Username string `koanf:"username"`
+	// Password is the Redis password (see Username).
+	Password string `koanf:"password"`
+	// TLS configures TLS to every Redis node.
+	TLS RedisTLSConfig `koanf:"tls"`
+	// Prefix starts every Redis key and channel name Herald uses (default
+	// "herald:"). It must not contain "{", "}" or "|".
+	Prefix string `koanf:"prefix"`
+	// DialTimeout bounds connecting to a node (default 2s).
+	DialTimeout time.Duration `koanf:"dial_timeout"`
+	// CommandTimeout bounds each Redis command, subscription confirmation
+	// and probe (default 2s).
+	CommandTimeout time.Duration `koanf:"command_timeout"`
+	// Partitions is the number of hash-tagged partitions in cluster mode
+	// (default 16); each node opens one pub/sub connection per partition.
+	// Changing it remaps channels to new keys (a new epoch for each).
+	Partitions int `koanf:"partitions"`
+	// HistorySize is the approximate number of messages retained per
+	// channel (XADD MAXLEN ~; default 100). Set from history.size.
+	HistorySize int `koanf:"-"`
+	// HistoryTTL is how long a channel's history survives without publishes,
+	// and the age after which a message is no longer resumable (default
+	// 10m). Set from history.ttl.
+	HistoryTTL time.Duration `koanf:"-"`
+	// Retention, when set, gives per-channel size and TTL (history.retention
+	// rules); zero values fall back to HistorySize and HistoryTTL.
+	Retention Retention `koanf:"-"`
+	// MetaTTL is how long a channel's epoch and offset survive without
+	// publishes (default 7 days). It must be much longer than HistoryTTL so
+	// idle channels keep their epoch; it is raised to HistoryTTL if lower.
+	MetaTTL time.Duration `koanf:"meta_ttl"`
+	// IdempotencyWindow is how long an idempotency key is remembered
+	// (default 5m).
+	IdempotencyWindow time.Duration `koanf:"-"`
+	// QueueSize is the capacity of each shard's inbound message queue
+	// (default 65536). Messages arriving while it is full are counted in
+	// RedisStats.Dropped and re-read from the stream.
+	QueueSize int `koanf:"queue_size"`
+	// ProbeInterval is how often an idle pub/sub connection is probed by a
+	// round trip through Redis (default 5s).
+	ProbeInterval time.Duration `koanf:"probe_interval"`
+}
+
+func (c *RedisConfig) applyDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = "herald:"
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = 2 * time.Second
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 16
+	}
+	if c.HistorySize <= 0 {
+		c.HistorySize = 100
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 10 * time.Minute
+	}
+	if c.MetaTTL <= 0 {
+		c.MetaTTL = 7 * 24 * time.Hour
+	}
+	if c.MetaTTL < c.HistoryTTL {
+		c.MetaTTL = c.HistoryTTL
+	}
+	if c.IdempotencyWindow <= 0 {
+		c.IdempotencyWindow = 5 * time.Minute
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 65536
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 5 * time.Second
+	}
+}
+
+func (c *RedisConfig) validate() error {
+	switch {
+	case strings.ContainsAny(c.Prefix, "{}|"):
+		return fmt.Errorf("fanout: redis prefix %q must not contain '{', '}' or '|'", c.Prefix)
+	}
+	return c.validateTopology()
+}
+
 // RedisTLSConfig configures TLS to Redis.
 type RedisTLSConfig struct {
 	// Enabled turns TLS on.
@@ -404,107 +505,6 @@ func refusalHint(err error, sentinel bool) string {
 		return " (check fanout.redis.sentinel.master_sets)"
 	}
 	return ""
-}
-
-// RedisConfig configures the Redis broker. Zero values mean the documented
-// defaults. Exactly one of Shards and Cluster must be set.
-type RedisConfig struct {
-	// Shards are independent Redis servers, "host:port". Each channel lives
-	// on the shard ShardIndex picks.
-	Shards []string `koanf:"shards"`
-	// Cluster are seed addresses of a Redis Cluster. Channels are grouped
-	// into Partitions hash-tagged partitions and use sharded pub/sub.
-	Cluster []string `koanf:"cluster"`
-	// Sentinel makes every shard a master set monitored by Redis Sentinel
-	// (instead of Shards): Herald asks the sentinels for each set's master
-	// and follows failovers.
-	Sentinel RedisSentinelConfig `koanf:"sentinel"`
-	// Username and Password authenticate to Redis (ACL or requirepass).
-	Username string `koanf:"username"`
-	// Password is the Redis password (see Username).
-	Password string `koanf:"password"`
-	// TLS configures TLS to every Redis node.
-	TLS RedisTLSConfig `koanf:"tls"`
-	// Prefix starts every Redis key and channel name Herald uses (default
-	// "herald:"). It must not contain "{", "}" or "|".
-	Prefix string `koanf:"prefix"`
-	// DialTimeout bounds connecting to a node (default 2s).
-	DialTimeout time.Duration `koanf:"dial_timeout"`
-	// CommandTimeout bounds each Redis command, subscription confirmation
-	// and probe (default 2s).
-	CommandTimeout time.Duration `koanf:"command_timeout"`
-	// Partitions is the number of hash-tagged partitions in cluster mode
-	// (default 16); each node opens one pub/sub connection per partition.
-	// Changing it remaps channels to new keys (a new epoch for each).
-	Partitions int `koanf:"partitions"`
-	// HistorySize is the approximate number of messages retained per
-	// channel (XADD MAXLEN ~; default 100). Set from history.size.
-	HistorySize int `koanf:"-"`
-	// HistoryTTL is how long a channel's history survives without publishes,
-	// and the age after which a message is no longer resumable (default
-	// 10m). Set from history.ttl.
-	HistoryTTL time.Duration `koanf:"-"`
-	// Retention, when set, gives per-channel size and TTL (history.retention
-	// rules); zero values fall back to HistorySize and HistoryTTL.
-	Retention Retention `koanf:"-"`
-	// MetaTTL is how long a channel's epoch and offset survive without
-	// publishes (default 7 days). It must be much longer than HistoryTTL so
-	// idle channels keep their epoch; it is raised to HistoryTTL if lower.
-	MetaTTL time.Duration `koanf:"meta_ttl"`
-	// IdempotencyWindow is how long an idempotency key is remembered
-	// (default 5m).
-	IdempotencyWindow time.Duration `koanf:"-"`
-	// QueueSize is the capacity of each shard's inbound message queue
-	// (default 65536). Messages arriving while it is full are counted in
-	// RedisStats.Dropped and re-read from the stream.
-	QueueSize int `koanf:"queue_size"`
-	// ProbeInterval is how often an idle pub/sub connection is probed by a
-	// round trip through Redis (default 5s).
-	ProbeInterval time.Duration `koanf:"probe_interval"`
-}
-
-func (c *RedisConfig) applyDefaults() {
-	if c.Prefix == "" {
-		c.Prefix = "herald:"
-	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = 2 * time.Second
-	}
-	if c.CommandTimeout <= 0 {
-		c.CommandTimeout = 2 * time.Second
-	}
-	if c.Partitions <= 0 {
-		c.Partitions = 16
-	}
-	if c.HistorySize <= 0 {
-		c.HistorySize = 100
-	}
-	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = 10 * time.Minute
-	}
-	if c.MetaTTL <= 0 {
-		c.MetaTTL = 7 * 24 * time.Hour
-	}
-	if c.MetaTTL < c.HistoryTTL {
-		c.MetaTTL = c.HistoryTTL
-	}
-	if c.IdempotencyWindow <= 0 {
-		c.IdempotencyWindow = 5 * time.Minute
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = 65536
-	}
-	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = 5 * time.Second
-	}
-}
-
-func (c *RedisConfig) validate() error {
-	switch {
-	case strings.ContainsAny(c.Prefix, "{}|"):
-		return fmt.Errorf("fanout: redis prefix %q must not contain '{', '}' or '|'", c.Prefix)
-	}
-	return c.validateTopology()
 }
 
 // countDials makes o's client count every connection it opens in dials:
