@@ -1,10 +1,12 @@
 package fanout
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // shardVectors are ShardIndex results that external publishers (see the
@@ -137,4 +139,52 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("decodePayload(%q) = %+v", p, m)
 		}
 	})
+}
+
+// TestRedisPythonPublish publishes with testdata/publish.py (plain RESP
+// over a socket, the example in docs/redis.md) to a 3-shard setup and
+// checks that a RedisBroker subscriber receives it at the right position.
+func TestRedisPythonPublish(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not found")
+	}
+	_, addrs := startShards(t, 3)
+	prefix := testPrefix(t)
+	col := newCollector()
+	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	ctx := context.Background()
+	for _, ch := range []string{"py:a", "py:b", "py:c", "py:d"} {
+		if err := b.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		first, err := b.Publish(ctx, ch, []byte(`"go"`), PublishOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(py, "testdata/publish.py", strings.Join(addrs, ","), prefix, ch, `{"from":"python|x"}`).CombinedOutput()
+		if err != nil {
+			t.Fatalf("publish.py: %v\n%s", err, out)
+		}
+		want := fmt.Sprintf("%d %d 0", first.Pos.Epoch, first.Pos.Offset+1)
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Fatalf("publish.py printed %q, want %q", got, want)
+		}
+		ms := col.waitFor(t, ch, 5*time.Second, atLeast(2))
+		m := ms[1]
+		if m.Pos != (Position{first.Pos.Epoch, first.Pos.Offset + 1}) || string(m.Data) != `{"from":"python|x"}` {
+			t.Fatalf("received %s %s", m.Pos, m.Data)
+		}
+		if d := time.Since(time.Unix(0, m.PublishedAt)); d < 0 || d > time.Minute {
+			t.Fatalf("PublishedAt %d", m.PublishedAt)
+		}
+	}
+	// Idempotency keys work from outside too.
+	args := []string{"testdata/publish.py", strings.Join(addrs, ","), prefix, "py:a", `1`, "key-1"}
+	out1, err1 := exec.Command(py, args...).CombinedOutput()
+	out2, err2 := exec.Command(py, args...).CombinedOutput()
+	f1, f2 := strings.Fields(string(out1)), strings.Fields(string(out2))
+	if err1 != nil || err2 != nil || len(f1) != 3 || len(f2) != 3 || f1[1] != f2[1] || f2[2] != "1" {
+		t.Fatalf("idempotent publish.py: %q %v / %q %v", out1, err1, out2, err2)
+	}
 }
