@@ -26,7 +26,7 @@ import (
 type admission struct {
 	lim     atomic.Pointer[admLimits] // swapped by a config reload
 	node    string                    // this node's id, the prefix of its connection ids
-	cluster clusterCounter            // nil with the memory broker: counts are per node
+	cluster fanout.ConnCounter        // nil with the memory broker: counts are per node
 	log     *slog.Logger
 	total   atomic.Int64
 
@@ -51,19 +51,6 @@ type refusal struct {
 	retryAfter time.Duration
 }
 
-// clusterCounter counts a user's connections across all nodes (the Redis
-// broker implements it).
-type clusterCounter interface {
-	AcquireConn(ctx context.Context, user, conn string, limit int, evict bool, lease time.Duration) (victim string, admitted bool, err error)
-	ReleaseConn(ctx context.Context, user, conn string) error
-	RenewConns(ctx context.Context, conns map[string][]string, lease time.Duration) error
-	// NodeAlive keeps node's connections counting; without it for
-	// fanout.NodeAliveTTL they stop counting (a crashed node).
-	NodeAlive(ctx context.Context, node string) error
-	// NodeGone stops node's connections counting at once.
-	NodeGone(ctx context.Context, node string) error
-}
-
 // connLease is how long a connection counts towards its user's cluster-wide
 // limit without renewal; nodes renew every connLease/3. A dead node's
 // connections stop counting much sooner, when its liveness key expires
@@ -73,7 +60,7 @@ const connLease = 30 * time.Second
 // heartbeatEvery is how often a node renews its liveness key.
 const heartbeatEvery = fanout.NodeAliveTTL / 4
 
-func newAdmission(cfg config.Limits, node string, cluster clusterCounter, log *slog.Logger) *admission {
+func newAdmission(cfg config.Limits, node string, cluster fanout.ConnCounter, log *slog.Logger) *admission {
 	a := &admission{node: node, cluster: cluster, log: log,
 		ips: make(map[string]*ipState), users: make(map[string][]*protocols.Session)}
 	a.setLimits(cfg)

@@ -98,14 +98,14 @@ func (s *Server) localStatus() *nodeStatus {
 	bi := buildinfo.Get()
 	st := &nodeStatus{Node: s.node, Version: bi.Version, Commit: bi.Commit, Broker: s.cfg.Fanout.Broker,
 		Healthy: true, Draining: s.draining.Load(), Connections: map[string]float64{"ws": 0, "sse": 0}}
-	if hc, ok := s.broker.(fanout.HealthChecker); ok {
+	if hc := s.caps.health; hc != nil {
 		c, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := hc.Healthy(c); err != nil {
 			st.Healthy, st.Error = false, err.Error()
 		}
 		cancel()
 	}
-	if rb, ok := s.broker.(interface{ ShardHealth() []fanout.ShardHealth }); ok {
+	if rb := s.caps.shards; rb != nil {
 		st.Shards = rb.ShardHealth()
 	}
 	if s.ingest != nil {

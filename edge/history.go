@@ -74,8 +74,8 @@ func (s *Server) handleHistory(ctx *fasthttp.RequestCtx, me bool) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_cursor", err.Error())
 		return
 	}
-	rr, ok := s.broker.(fanout.RecentReader)
-	if !ok {
+	rr := s.caps.recent
+	if rr == nil {
 		writeError(ctx, fasthttp.StatusNotImplemented, "not_supported", "this broker cannot list history")
 		return
 	}

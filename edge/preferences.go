@@ -18,12 +18,6 @@ import (
 // so every node, including ones started later, applies them; with the
 // memory broker they live in the node's memory.
 
-// prefsStore is implemented by brokers that persist preferences.
-type prefsStore interface {
-	SetPreferences(ctx context.Context, user, prefs string) error
-	Preferences(ctx context.Context, user string) (string, error)
-}
-
 // preferences caches users' filters on this node.
 type preferences struct {
 	mu    sync.RWMutex
@@ -52,8 +46,8 @@ func (s *Server) userPreferences(ctx context.Context, user string) *protocols.Ty
 	if f, ok := s.prefs.get(user); ok {
 		return f
 	}
-	st, ok := s.broker.(prefsStore)
-	if !ok {
+	st := s.caps.prefs
+	if st == nil {
 		return nil
 	}
 	v, err := st.Preferences(ctx, user)
@@ -108,7 +102,7 @@ func (s *Server) handlePreferences(ctx *fasthttp.RequestCtx, user string) {
 			writeError(ctx, fasthttp.StatusBadRequest, "bad_filter", err.Error())
 			return
 		}
-		if st, ok := s.broker.(prefsStore); ok {
+		if st := s.caps.prefs; st != nil {
 			if err := st.SetPreferences(context.Background(), user, f.String()); err != nil {
 				writeError(ctx, fasthttp.StatusServiceUnavailable, "broker_unavailable", err.Error())
 				return

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/config"
-	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -175,7 +174,7 @@ func TestRedisSubscriptionsReturnToZero(t *testing.T) {
 	for {
 		total := 0
 		for _, n := range nodes {
-			total += n.srv.Broker().(*fanout.RedisBroker).Subscriptions() + n.srv.Hub().Len()
+			total += n.srv.caps.redis.Subscriptions() + n.srv.Hub().Len()
 		}
 		// What remains are the control channels: one per node and the
 		// shared one, each node subscribed to two.
@@ -282,7 +281,7 @@ func TestRedisClusterWidePerUserLimit(t *testing.T) {
 					break
 				}
 			}
-			n, err := nodes[0].srv.Broker().(*fanout.RedisBroker).UserConns(t.Context(), "lim")
+			n, err := nodes[0].srv.caps.redis.UserConns(t.Context(), "lim")
 			if err != nil || n != 2 {
 				t.Fatalf("cluster count %d %v, want 2", n, err)
 			}

@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
-
-	"github.com/heraldrt/herald/fanout"
 )
 
 // route dispatches a request. Paths match the Django Channels guide so
@@ -95,7 +93,7 @@ func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
 	if s.draining.Load() {
 		out["status"], status = "draining", fasthttp.StatusServiceUnavailable
 	}
-	if hc, ok := s.broker.(fanout.HealthChecker); ok {
+	if hc := s.caps.health; hc != nil {
 		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := hc.Healthy(c)
 		cancel()
@@ -103,7 +101,7 @@ func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
 			out["status"], out["error"], status = "unavailable", err.Error(), fasthttp.StatusServiceUnavailable
 		}
 	}
-	if rb, ok := s.broker.(interface{ ShardHealth() []fanout.ShardHealth }); ok {
+	if rb := s.caps.shards; rb != nil {
 		out["shards"] = rb.ShardHealth()
 	}
 	writeJSON(ctx, status, out)

@@ -33,6 +33,7 @@ type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
 	broker   fanout.Broker
+	caps     brokerCaps // the broker's optional capabilities, resolved once by New
 	hub      *Hub
 	authv    atomic.Pointer[auth.Verifier] // swapped by Reload
 	env      atomic.Pointer[protocols.Env] // new sessions take the current one
@@ -95,13 +96,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	s.authv.Store(v)
 	s.setRetention(cfg.History)
-	b, err := newBroker(ctx, cfg, s.deliver, s.retention)
+	b, caps, err := newBroker(ctx, cfg, s.deliver, s.retention)
 	if err != nil {
 		return nil, err
 	}
-	s.broker = b
-	if rb, ok := b.(*fanout.RedisBroker); ok {
-		s.metrics.RegisterRedis(rb)
+	s.broker, s.caps = b, caps
+	if caps.redis != nil {
+		s.metrics.RegisterRedis(caps.redis)
 	}
 	if cfg.Compat.ChannelsRedis.Enabled {
 		top := func(ctx context.Context, ch string) (fanout.Position, error) {
@@ -131,8 +132,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	s.backend = bc
-	cc, _ := b.(clusterCounter)
-	s.adm = newAdmission(cfg.Limits, s.node, cc, log)
+	s.adm = newAdmission(cfg.Limits, s.node, caps.conns, log)
 	// Other nodes reach this one on its control channel (eviction of a
 	// user's oldest connection, admin requests) and all nodes on the shared
 	// one (admin broadcasts).
@@ -249,15 +249,16 @@ func (s *Server) setRetention(cfg config.History) {
 	s.rules.Store(&rules)
 }
 
-func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler, retention fanout.Retention) (fanout.Broker, error) {
+func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler, retention fanout.Retention) (fanout.Broker, brokerCaps, error) {
 	switch cfg.Fanout.Broker {
 	case "memory":
-		return fanout.NewMemory(fanout.MemoryConfig{
+		b := fanout.NewMemory(fanout.MemoryConfig{
 			HistorySize:       cfg.History.Size,
 			HistoryTTL:        cfg.History.TTL,
 			IdempotencyWindow: cfg.API.IdempotencyWindow,
 			Retention:         retention,
-		}, h), nil
+		}, h)
+		return b, memoryCaps(b), nil
 	case "redis":
 		rc := cfg.Fanout.Redis
 		rc.HistorySize = cfg.History.Size
@@ -266,11 +267,11 @@ func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler, retenti
 		rc.Retention = retention
 		b, err := fanout.NewRedis(ctx, rc, h)
 		if err != nil {
-			return nil, fmt.Errorf("fanout.redis: %w", err)
+			return nil, brokerCaps{}, fmt.Errorf("fanout.redis: %w", err)
 		}
-		return b, nil
+		return b, redisCaps(b), nil
 	default:
-		return nil, fmt.Errorf("fanout.broker: unknown broker %q", cfg.Fanout.Broker)
+		return nil, brokerCaps{}, fmt.Errorf("fanout.broker: unknown broker %q", cfg.Fanout.Broker)
 	}
 }
 

@@ -110,13 +110,6 @@ type Broker interface {
 	Close() error
 }
 
-// HealthChecker is implemented by brokers that can tell whether they are
-// currently usable (for /readyz).
-type HealthChecker interface {
-	// Healthy returns nil when the broker can publish and deliver.
-	Healthy(ctx context.Context) error
-}
-
 var (
 	// ErrHistoryGone reports that a position can no longer be resumed: its
 	// epoch ended or the messages after it are no longer retained.

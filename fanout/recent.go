@@ -9,19 +9,6 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// RecentReader is implemented by brokers that can list a channel's retained
-// messages newest first, for the history API. It is optional: resume uses
-// Broker.History.
-type RecentReader interface {
-	// Recent returns up to limit retained messages of channel with offsets
-	// below before (0: from the newest), newest first, in the channel's
-	// current epoch.
-	Recent(ctx context.Context, channel string, before uint64, limit int) ([]*Message, error)
-}
-
-var _ RecentReader = (*MemoryBroker)(nil)
-var _ RecentReader = (*RedisBroker)(nil)
-
 // Recent implements RecentReader.
 func (b *MemoryBroker) Recent(_ context.Context, channel string, before uint64, limit int) ([]*Message, error) {
 	if !ValidChannel(channel) {

@@ -86,7 +86,7 @@ return redis.call('ZCARD', KEYS[1])
 `
 
 func (b *RedisBroker) connKeys(user string) (*redisSub, string, string) {
-	s := b.sub("user:" + user)
+	s := b.sub(UserChannel(user))
 	return s, s.base + "conns:" + user, s.base + "leases:" + user
 }
 
@@ -224,36 +224,4 @@ func (b *RedisBroker) UserConns(ctx context.Context, user string) (int, error) {
 		return 0, fmt.Errorf("count connections of %s: %w", user, err)
 	}
 	return int(n), nil
-}
-
-// SetPreferences stores a user's notification preferences (an opaque
-// string) on the user's shard, without expiry.
-func (b *RedisBroker) SetPreferences(ctx context.Context, user, prefs string) error {
-	s := b.sub("user:" + user)
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
-	defer cancel()
-	key := s.base + "prefs:" + user
-	cmd := s.client.B().Set().Key(key).Value(prefs).Build()
-	if prefs == "" {
-		cmd = s.client.B().Del().Key(key).Build()
-	}
-	if err := s.client.Do(ctx, cmd).Error(); err != nil {
-		return fmt.Errorf("store preferences of %s on redis %s: %w", user, s.name, err)
-	}
-	return nil
-}
-
-// Preferences returns a user's stored preferences ("" when none).
-func (b *RedisBroker) Preferences(ctx context.Context, user string) (string, error) {
-	s := b.sub("user:" + user)
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.CommandTimeout)
-	defer cancel()
-	v, err := s.client.Do(ctx, s.client.B().Get().Key(s.base+"prefs:"+user).Build()).ToString()
-	if rueidis.IsRedisNil(err) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read preferences of %s on redis %s: %w", user, s.name, err)
-	}
-	return v, nil
 }
