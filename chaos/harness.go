@@ -13,12 +13,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,8 +28,10 @@ import (
 	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/faultproxy"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
 	"github.com/heraldrt/herald/internal/ssetest"
+	"github.com/heraldrt/herald/internal/testproc"
 )
 
 const (
@@ -80,36 +80,8 @@ type Node struct {
 	e    *Env
 	Addr string
 	env  []string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	exit chan struct{}
+	proc testproc.Handle
 	log  *bytes.Buffer
-}
-
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
-
-// heraldBinary builds cmd/herald once per test process.
-func heraldBinary(t testing.TB) string {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "herald-chaos-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "herald")
-		out, err := exec.Command("go", "build", "-o", buildBin, "github.com/heraldrt/herald/cmd/herald").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build cmd/herald: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildBin
 }
 
 // Start builds the system for topo: shards, proxies, Setup, then nodes,
@@ -122,7 +94,7 @@ func Start(t testing.TB, topo Topology) *Env {
 	if topo.Shards == 0 {
 		topo.Shards = 2
 	}
-	e := &Env{T: t, bin: heraldBinary(t)}
+	e := &Env{T: t, bin: heraldtest.Binary(t)}
 	if topo.Setup == nil {
 		var addrs []string
 		for range topo.Shards {
@@ -150,22 +122,17 @@ func Start(t testing.TB, topo Topology) *Env {
 	return e
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Start starts (or restarts) the node's process, on the same address when
 // it ran before.
 func (n *Node) Start() {
 	t := n.e.T
 	t.Helper()
 	if n.Addr == "" {
-		n.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		port, err := testproc.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Addr = "127.0.0.1:" + strconv.Itoa(port)
 	}
 	cmd := exec.Command(n.e.bin)
 	cmd.Env = append(os.Environ(),
@@ -183,14 +150,9 @@ func (n *Node) Start() {
 	cmd.Env = append(cmd.Env, n.env...)
 	n.log = new(bytes.Buffer)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
-	if err := cmd.Start(); err != nil {
+	if err := n.proc.Start(cmd, nil, nil); err != nil {
 		t.Fatalf("chaos: start herald: %v", err)
 	}
-	exit := make(chan struct{})
-	go func() { cmd.Wait(); close(exit) }()
-	n.mu.Lock()
-	n.cmd, n.exit = cmd, exit
-	n.mu.Unlock()
 	t.Cleanup(n.Kill)
 }
 
@@ -207,7 +169,7 @@ func (n *Node) WaitReady(timeout time.Duration) {
 			return
 		}
 		select {
-		case <-n.exit:
+		case <-n.proc.Exited():
 			t.Fatalf("chaos: herald on %s exited: %s", n.Addr, n.log.String())
 		default:
 		}
@@ -220,31 +182,10 @@ func (n *Node) WaitReady(timeout time.Duration) {
 }
 
 // Kill kills the node with SIGKILL (a crash) and waits for it to exit.
-func (n *Node) Kill() { n.signal(syscall.SIGKILL) }
+func (n *Node) Kill() { n.proc.Signal(syscall.SIGKILL, 20*time.Second) }
 
 // Stop stops the node with SIGTERM (graceful) and waits for it to exit.
-func (n *Node) Stop() { n.signal(syscall.SIGTERM) }
-
-func (n *Node) signal(sig syscall.Signal) {
-	n.mu.Lock()
-	cmd, exit := n.cmd, n.exit
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exit:
-		return
-	default:
-	}
-	cmd.Process.Signal(sig)
-	select {
-	case <-exit:
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		<-exit
-	}
-}
+func (n *Node) Stop() { n.proc.Signal(syscall.SIGTERM, 20*time.Second) }
 
 var httpClient = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldrt/herald/internal/proctest"
+	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
 // TestContainerImage builds the image with `make image` (FROM scratch, so
@@ -26,7 +26,7 @@ func TestContainerImage(t *testing.T) {
 	const version = "v9.8.7-image"
 	tag := fmt.Sprintf("localhost/herald-test:%d", time.Now().UnixNano())
 	ctxDir := t.TempDir()
-	root := proctest.RepoRoot(t)
+	root := heraldtest.RepoRoot(t)
 
 	build := exec.Command("make", "-s", "-C", root, "image", "CONTAINER="+podman, "IMAGE_TAG="+tag,
 		"IMAGE_CONTEXT="+ctxDir, "VERSION="+version)
@@ -92,8 +92,8 @@ func TestContainerImage(t *testing.T) {
 	// the container would be.
 	args := append([]string(nil), img.Config.Cmd...)
 	args[len(args)-1] = cfg
-	p := proctest.Start(t, bin, proctest.Env(), args...)
-	proctest.Smoke(t, p.Addr)
+	p := heraldtest.Start(t, bin, heraldtest.Env(), args...)
+	heraldtest.Smoke(t, p.Addr)
 
 	// The image's HEALTHCHECK command, aimed at the running node.
 	hc := append([]string(nil), img.HealthCheck.Test[2:]...)
@@ -103,7 +103,7 @@ func TestContainerImage(t *testing.T) {
 		}
 	}
 	cmd := exec.Command(bin, hc...)
-	cmd.Env = append(proctest.Env(), "HERALD_SERVER__LISTEN="+p.Addr)
+	cmd.Env = append(heraldtest.Env(), "HERALD_SERVER__LISTEN="+p.Addr)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("HEALTHCHECK %v: %v\n%s", hc, err, out)
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"github.com/heraldrt/herald/internal/proctest"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -46,22 +46,22 @@ func TestPrometheusRules(t *testing.T) {
 func TestQueriesAgainstPrometheus(t *testing.T) {
 	promBin := need(t, "prometheus")
 	redis := redistest.Start(t)
-	bin := proctest.Build(t, proctest.LDFlags(t, "v0.0.0-prom"))
-	env := append(proctest.Env(),
+	bin := heraldtest.Build(t, heraldtest.LDFlags(t, "v0.0.0-prom"))
+	env := append(heraldtest.Env(),
 		"HERALD_FANOUT__BROKER=redis",
 		"HERALD_FANOUT__REDIS__SHARDS="+redis.Addr(),
 		"HERALD_COMPAT__CHANNELS_REDIS__ENABLED=true",
 		"HERALD_COMPAT__CHANNELS_REDIS__HOSTS=redis://"+redis.Addr(),
 	)
-	node := proctest.Start(t, bin, env)
-	proctest.Smoke(t, node.Addr) // a connection, a publish, a delivery
+	node := heraldtest.Start(t, bin, env)
+	heraldtest.Smoke(t, node.Addr) // a connection, a publish, a delivery
 	// A refused connect (an admission rejection) and a client that leaves
 	// (a disconnect).
 	if c, _, err := (&websocket.Dialer{}).Dial("ws://"+node.Addr+"/ws/notifications/?token=bad", nil); err == nil {
 		c.Close()
 		t.Fatal("a bad token connected")
 	}
-	if c, _, err := proctest.DialWS(t, node.Addr, "7"); err != nil {
+	if c, _, err := heraldtest.DialWS(t, node.Addr, "7"); err != nil {
 		t.Fatal(err)
 	} else {
 		c.Close()
@@ -230,7 +230,7 @@ func getJSON(u string, v any) error {
 // exported lists the metric names on a node's /metrics (histograms by
 // their family name and _bucket/_sum/_count).
 func exported(t *testing.T, addr string) map[string]bool {
-	code, body := proctest.Get(t, "http://"+addr+"/metrics")
+	code, body := heraldtest.Get(t, "http://"+addr+"/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}

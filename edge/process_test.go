@@ -12,7 +12,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/heraldrt/herald/fanout"
-	"github.com/heraldrt/herald/internal/nodetest"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
 	"github.com/heraldrt/herald/internal/ssetest"
 )
@@ -25,7 +25,7 @@ func processConfig(extra string) string {
 
 // dialProcess opens a WebSocket to a node process; it returns the HTTP
 // status of a refused handshake.
-func dialProcess(t *testing.T, n *nodetest.Node, query string) (*websocket.Conn, int, error) {
+func dialProcess(t *testing.T, n *heraldtest.Node, query string) (*websocket.Conn, int, error) {
 	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	c, resp, err := d.Dial("ws://"+n.Addr()+"/ws/notifications/?"+query, nil)
@@ -57,8 +57,8 @@ limits:
   per_user: 1
   per_user_policy: reject_new
 `, rd.Addr()))
-	a := nodetest.Start(t, cfg)
-	b := nodetest.Start(t, cfg)
+	a := heraldtest.StartNode(t, cfg)
+	b := heraldtest.StartNode(t, cfg)
 	tok := q("token", token(t, "solo", time.Hour))
 
 	c, _, err := dialProcess(t, a, tok)
@@ -113,7 +113,7 @@ func TestPubSubRepeatAfterNodeRestart(t *testing.T) {
 	for _, sig := range []string{"SIGTERM", "SIGKILL"} {
 		t.Run(sig, func(t *testing.T) {
 			channels, broker := redistest.Start(t), redistest.Start(t)
-			node := nodetest.Start(t, processConfig(fmt.Sprintf(`fanout:
+			node := heraldtest.StartNode(t, processConfig(fmt.Sprintf(`fanout:
   broker: redis
   redis:
     shards: [%q]
@@ -185,7 +185,7 @@ func TestMemoryNodeRestartResumeGetsIngestedMessages(t *testing.T) {
 		requireInCI(t, "python3-channels-redis not installed")
 	}
 	channels := redistest.Start(t)
-	node := nodetest.Start(t, processConfig(fmt.Sprintf(`compat:
+	node := heraldtest.StartNode(t, processConfig(fmt.Sprintf(`compat:
   channels_redis:
     enabled: true
     layer: core
@@ -305,7 +305,7 @@ func waitMember(t *testing.T, addr, key string) {
 	}
 }
 
-func postProcess(t *testing.T, n *nodetest.Node, body string) (int, string) {
+func postProcess(t *testing.T, n *heraldtest.Node, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+n.Addr()+"/api/publish", strings.NewReader(body))
 	req.Header.Set("X-API-Key", testAPIKey)
@@ -319,7 +319,7 @@ func postProcess(t *testing.T, n *nodetest.Node, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func getProcess(t *testing.T, n *nodetest.Node, path string) (int, string) {
+func getProcess(t *testing.T, n *heraldtest.Node, path string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+n.Addr()+path, nil)
 	req.Header.Set("X-API-Key", testAPIKey)

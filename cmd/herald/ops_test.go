@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/heraldrt/herald/internal/buildinfo"
-	"github.com/heraldrt/herald/internal/proctest"
+	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
 // TestVersionStampedBinary builds Herald with the release's -ldflags and
@@ -17,7 +17,7 @@ import (
 // health` tells a live node from a dead one.
 func TestVersionStampedBinary(t *testing.T) {
 	const version = "v9.8.7-test"
-	bin := proctest.Build(t, proctest.LDFlags(t, version))
+	bin := heraldtest.Build(t, heraldtest.LDFlags(t, version))
 
 	out, err := exec.Command(bin, "version").Output()
 	if err != nil {
@@ -38,7 +38,7 @@ func TestVersionStampedBinary(t *testing.T) {
 	// The Makefile stamps `git rev-parse HEAD` (or "unknown" outside a
 	// git checkout).
 	wantCommit := "unknown"
-	if out, err := exec.Command("git", "-C", proctest.RepoRoot(t), "rev-parse", "HEAD").Output(); err == nil {
+	if out, err := exec.Command("git", "-C", heraldtest.RepoRoot(t), "rev-parse", "HEAD").Output(); err == nil {
 		wantCommit = strings.TrimSpace(string(out))
 	}
 	if info.Version != version || info.Commit != wantCommit || info.Date == "" {
@@ -48,8 +48,8 @@ func TestVersionStampedBinary(t *testing.T) {
 		t.Fatalf("version --bogus succeeded: %s", out)
 	}
 
-	p := proctest.Start(t, bin, proctest.Env())
-	_, metrics := proctest.Get(t, "http://"+p.Addr+"/metrics")
+	p := heraldtest.Start(t, bin, heraldtest.Env())
+	_, metrics := heraldtest.Get(t, "http://"+p.Addr+"/metrics")
 	want := `herald_build_info{commit="` + info.Commit + `",goversion="` + runtime.Version() + `",version="` + version + `"} 1`
 	if !strings.Contains(metrics, want) {
 		t.Fatalf("/metrics lacks %s", want)
@@ -64,7 +64,7 @@ func TestVersionStampedBinary(t *testing.T) {
 	// Without --url, health reads the config like serve does: the port of
 	// server.listen on loopback.
 	cmd := exec.Command(bin, "health")
-	cmd.Env = append(proctest.Env(), "HERALD_SERVER__LISTEN="+p.Addr)
+	cmd.Env = append(heraldtest.Env(), "HERALD_SERVER__LISTEN="+p.Addr)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("health from config: %v\n%s", err, out)
 	}
@@ -83,19 +83,19 @@ func TestVersionStampedBinary(t *testing.T) {
 // listener), the status names this build.
 func TestAdminListenConsole(t *testing.T) {
 	const version = "v9.8.7-admin"
-	bin := proctest.Build(t, proctest.LDFlags(t, version))
-	p := proctest.Start(t, bin, append(proctest.Env(), "HERALD_ADMIN__LISTEN=127.0.0.1:0"))
-	code, page := proctest.Get(t, "http://"+p.AdminAddr+"/admin/")
-	if code != 200 || !strings.Contains(page, "Herald admin") || strings.Contains(page, proctest.AdminKey) {
+	bin := heraldtest.Build(t, heraldtest.LDFlags(t, version))
+	p := heraldtest.Start(t, bin, append(heraldtest.Env(), "HERALD_ADMIN__LISTEN=127.0.0.1:0"))
+	code, page := heraldtest.Get(t, "http://"+p.AdminAddr+"/admin/")
+	if code != 200 || !strings.Contains(page, "Herald admin") || strings.Contains(page, heraldtest.AdminKey) {
 		t.Fatalf("console page on admin.listen: %d", code)
 	}
-	if code, _ := proctest.Get(t, "http://"+p.Addr+"/admin/"); code != 404 {
+	if code, _ := heraldtest.Get(t, "http://"+p.Addr+"/admin/"); code != 404 {
 		t.Fatalf("console on the main listener with admin.listen set: %d, want 404", code)
 	}
-	if code, _ := proctest.Get(t, "http://"+p.AdminAddr+"/admin/status"); code != 401 {
+	if code, _ := heraldtest.Get(t, "http://"+p.AdminAddr+"/admin/status"); code != 401 {
 		t.Fatalf("status without the key: %d, want 401", code)
 	}
-	code, body := proctest.Get(t, "http://"+p.AdminAddr+"/admin/status", "X-Admin-Key", proctest.AdminKey)
+	code, body := heraldtest.Get(t, "http://"+p.AdminAddr+"/admin/status", "X-Admin-Key", heraldtest.AdminKey)
 	var st struct {
 		Nodes []struct {
 			Version string `json:"version"`

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldrt/herald/internal/proctest"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -24,8 +24,8 @@ func TestRedisRefusalStopsStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin := proctest.Build(t, "")
-	base := append(proctest.Env(), "HERALD_FANOUT__BROKER=redis", "HERALD_FANOUT__REDIS__USERNAME=u",
+	bin := heraldtest.Build(t, "")
+	base := append(heraldtest.Env(), "HERALD_FANOUT__BROKER=redis", "HERALD_FANOUT__REDIS__USERNAME=u",
 		"HERALD_FANOUT__REDIS__PASSWORD=right-pw-1234", "HERALD_FANOUT__REDIS__TLS__ENABLED=true",
 		"HERALD_FANOUT__REDIS__TLS__CA_FILE="+files.CA)
 	withCert := []string{"HERALD_FANOUT__REDIS__TLS__CERT_FILE=" + files.ClientCert, "HERALD_FANOUT__REDIS__TLS__KEY_FILE=" + files.ClientKey}

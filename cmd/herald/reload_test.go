@@ -13,7 +13,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/heraldrt/herald/edge/auth"
-	"github.com/heraldrt/herald/internal/proctest"
+	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
 const (
@@ -32,7 +32,7 @@ auth:
   jwt:
     hmac_secret: "` + secret + `"
 api:
-  key: "` + proctest.APIKey + `"
+  key: "` + heraldtest.APIKey + `"
 limits:
   per_user: ` + itoa(perUser) + `
 log:
@@ -92,11 +92,11 @@ func dialAs(t *testing.T, addr, secret, user, origin string) (*websocket.Conn, i
 // a changed server.listen is reported as needing a restart and kept; then
 // an invalid config is refused with the reason and the running one kept.
 func TestReloadOnSIGHUP(t *testing.T) {
-	bin := proctest.Build(t, proctest.LDFlags(t, "v0.0.0-reload"))
+	bin := heraldtest.Build(t, heraldtest.LDFlags(t, "v0.0.0-reload"))
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "herald.yaml")
 	writeFile(t, cfgPath, reloadConfig(3, reloadSecretA, "", "info", "127.0.0.1:0", ""))
-	p := proctest.Start(t, bin, nil, "--config", cfgPath)
+	p := heraldtest.Start(t, bin, nil, "--config", cfgPath)
 
 	var old []*websocket.Conn
 	for range 3 {
@@ -127,7 +127,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 
 	// The three old connections are still there and receive.
-	proctest.Publish(t, p.Addr, `{"user_id":"42","data":{"type":"after_reload"}}`)
+	heraldtest.Publish(t, p.Addr, `{"user_id":"42","data":{"type":"after_reload"}}`)
 	for i, c := range old {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		for {
@@ -192,19 +192,19 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if c10 == nil {
 		t.Fatalf("after a refused reload the allowed Origin: status %d", status)
 	}
-	proctest.Publish(t, p.Addr, `{"user_id":"10","data":{"type":"still_serving"}}`)
-	proctest.ReadUntil(t, c10, "still_serving", 10*time.Second)
+	heraldtest.Publish(t, p.Addr, `{"user_id":"10","data":{"type":"still_serving"}}`)
+	heraldtest.ReadUntil(t, c10, "still_serving", 10*time.Second)
 }
 
 // TestReloadOnFileChange turns on config.watch: editing the file applies
 // a new limit without a signal; a broken file is refused and logged.
 func TestReloadOnFileChange(t *testing.T) {
-	bin := proctest.Build(t, proctest.LDFlags(t, "v0.0.0-reload"))
+	bin := heraldtest.Build(t, heraldtest.LDFlags(t, "v0.0.0-reload"))
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "herald.yaml")
 	watch := "config:\n  watch: true\n  watch_interval: 200ms\n"
 	writeFile(t, cfgPath, reloadConfig(2, reloadSecretA, "", "info", "127.0.0.1:0", watch))
-	p := proctest.Start(t, bin, nil, "--config", cfgPath)
+	p := heraldtest.Start(t, bin, nil, "--config", cfgPath)
 	a, _ := dialAs(t, p.Addr, reloadSecretA, "5", "")
 	b, _ := dialAs(t, p.Addr, reloadSecretA, "5", "")
 	if a == nil || b == nil {
@@ -219,9 +219,9 @@ func TestReloadOnFileChange(t *testing.T) {
 	if c, status := dialAs(t, p.Addr, reloadSecretA, "6", ""); c != nil || status != http.StatusTooManyRequests {
 		t.Fatalf("user 6's second connection after per_user 1: status %d, want 429", status)
 	}
-	proctest.Publish(t, p.Addr, `{"user_id":"5","data":{"type":"still_here"}}`)
-	proctest.ReadUntil(t, a, "still_here", 10*time.Second)
-	proctest.ReadUntil(t, b, "still_here", 10*time.Second)
+	heraldtest.Publish(t, p.Addr, `{"user_id":"5","data":{"type":"still_here"}}`)
+	heraldtest.ReadUntil(t, a, "still_here", 10*time.Second)
+	heraldtest.ReadUntil(t, b, "still_here", 10*time.Second)
 
 	writeFile(t, cfgPath, "limits: [this is not a mapping\n")
 	p.WaitLog(t, `msg="config reload failed; keeping the running config" trigger="file changed"`, 10*time.Second)

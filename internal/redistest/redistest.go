@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldrt/herald/internal/testproc"
 )
 
 // Option customizes Start.
@@ -47,8 +49,7 @@ type Server struct {
 
 	mu   sync.Mutex
 	dir  string // working directory (RDB, AOF, log) of the running process
-	cmd  *exec.Cmd
-	exit chan struct{} // closed when cmd has exited
+	proc testproc.Handle
 }
 
 // available skips t (or fails it when the CI environment variable is
@@ -150,18 +151,13 @@ func (s *Server) startIn(dir string) error {
 		return fmt.Errorf("log file: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := s.proc.Start(cmd, nil, func() { logf.Close() }); err != nil {
 		logf.Close()
 		return fmt.Errorf("exec redis-server: %w", err)
 	}
-	exit := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(exit)
-	}()
+	exit := s.proc.Exited()
 	s.mu.Lock()
-	s.cmd, s.exit, s.dir = cmd, exit, dir
+	s.dir = dir
 	s.mu.Unlock()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -171,7 +167,7 @@ func (s *Server) startIn(dir string) error {
 		select {
 		case <-exit:
 			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			return fmt.Errorf("redis-server on port %d exited: %s", s.port, lastLines(string(log), 3))
+			return fmt.Errorf("redis-server on port %d exited: %s", s.port, testproc.LastLines(string(log), 3))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -179,11 +175,6 @@ func (s *Server) startIn(dir string) error {
 			return fmt.Errorf("redis-server on port %d did not answer PING", s.port)
 		}
 	}
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], " | ")
 }
 
 // Addr returns the server's "127.0.0.1:port".
@@ -194,61 +185,27 @@ func (s *Server) Port() int { return s.port }
 
 // Pause stops the server with SIGSTOP: it keeps its connections open but
 // answers nothing, as a hung or partitioned server would.
-func (s *Server) Pause() { s.sendSignal(syscall.SIGSTOP) }
+func (s *Server) Pause() { s.proc.Send(syscall.SIGSTOP) }
 
 // Resume continues a paused server with SIGCONT.
-func (s *Server) Resume() { s.sendSignal(syscall.SIGCONT) }
-
-func (s *Server) sendSignal(sig os.Signal) {
-	s.mu.Lock()
-	cmd := s.cmd
-	s.mu.Unlock()
-	if cmd != nil {
-		cmd.Process.Signal(sig)
-	}
-}
+func (s *Server) Resume() { s.proc.Send(syscall.SIGCONT) }
 
 // Kill kills the server with SIGKILL, as a crash would, and waits for it to
 // exit. It does nothing when the server is not running.
-func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+func (s *Server) Kill() { s.proc.Signal(syscall.SIGKILL, 10*time.Second) }
 
 // Stop shuts the server down with SIGTERM and waits for it to exit.
-func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
-
-func (s *Server) signal(sig os.Signal) {
-	s.mu.Lock()
-	cmd, exit := s.cmd, s.exit
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exit:
-		return
-	default:
-	}
-	cmd.Process.Signal(sig)
-	select {
-	case <-exit:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-exit
-	}
-}
+func (s *Server) Stop() { s.proc.Signal(syscall.SIGTERM, 10*time.Second) }
 
 // Restart kills the server and starts a new one on the same port with no
 // data, as a shard restarted without persistence.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
-	var err error
-	for range 50 { // the port may linger briefly
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	// The port may linger briefly.
+	if err := testproc.Retry(50, 100*time.Millisecond, s.start); err != nil {
+		s.t.Fatalf("redistest: restart redis-server on port %d: %v", s.port, err)
 	}
-	s.t.Fatalf("redistest: restart redis-server on port %d: %v", s.port, err)
 }
 
 // RestartFromDisk kills the server (SIGKILL) and starts a new one on the
@@ -262,14 +219,9 @@ func (s *Server) RestartFromDisk() {
 	s.mu.Lock()
 	dir := s.dir
 	s.mu.Unlock()
-	var err error
-	for range 50 {
-		if err = s.startIn(dir); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testproc.Retry(50, 100*time.Millisecond, func() error { return s.startIn(dir) }); err != nil {
+		s.t.Fatalf("redistest: restart redis-server on port %d from %s: %v", s.port, dir, err)
 	}
-	s.t.Fatalf("redistest: restart redis-server on port %d from %s: %v", s.port, dir, err)
 }
 
 // Dir returns the working directory of the running process (where SAVE

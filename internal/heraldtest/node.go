@@ -1,13 +1,12 @@
-// Package nodetest runs real Herald node processes for tests: cmd/herald
-// is built once per test process, and each node runs it with a YAML config
+package heraldtest
+
+// Nodes: cmd/herald is built once per test process, and each node runs it
 // on a free loopback port, so a test can SIGKILL, SIGTERM and restart a
 // node the way an operator or a crash would.
-package nodetest
 
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldrt/herald/internal/testproc"
 )
 
 // Node is one herald process owned by a test.
@@ -28,9 +29,7 @@ type Node struct {
 	logPath string
 	addr    string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	exit chan struct{}
+	proc testproc.Handle
 }
 
 var (
@@ -46,7 +45,7 @@ var (
 func Binary(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Fatalf("nodetest: the go command is needed to build cmd/herald: %v", err)
+		t.Fatalf("heraldtest: the go command is needed to build cmd/herald: %v", err)
 	}
 	buildOnce.Do(func() {
 		sweepStale()
@@ -56,7 +55,7 @@ func Binary(t testing.TB) string {
 			buildErr = fmt.Errorf("find the module root: %v", err)
 			return
 		}
-		dir := filepath.Join(os.TempDir(), "herald-nodetest-"+strconv.Itoa(os.Getpid()))
+		dir := filepath.Join(os.TempDir(), "heraldtest-bin-"+strconv.Itoa(os.Getpid()))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
@@ -71,16 +70,16 @@ func Binary(t testing.TB) string {
 		buildBin = bin
 	})
 	if buildErr != nil {
-		t.Fatalf("nodetest: %v", buildErr)
+		t.Fatalf("heraldtest: %v", buildErr)
 	}
 	return buildBin
 }
 
 // sweepStale removes binaries left by test processes that are gone.
 func sweepStale() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "herald-nodetest-*"))
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "heraldtest-bin-*"))
 	for _, d := range dirs {
-		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "herald-nodetest-"))
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "heraldtest-bin-"))
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
@@ -91,17 +90,17 @@ func sweepStale() {
 	}
 }
 
-// Start runs a herald node with config, a YAML document without
+// StartNode runs a herald node with config, a YAML document without
 // server.listen (Start adds it with a free loopback port), waits until
 // /healthz answers, and kills the node when the test ends.
-func Start(t testing.TB, config string) *Node {
+func StartNode(t testing.TB, config string) *Node {
 	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
 	n := &Node{t: t, bin: bin, cfgPath: filepath.Join(dir, "herald.yaml"), logPath: filepath.Join(dir, "herald.log")}
 	var err error
 	for range 10 { // the free port may be taken before herald binds it
-		port, perr := freePort()
+		port, perr := testproc.FreePort()
 		if perr != nil {
 			err = perr
 			continue
@@ -116,19 +115,10 @@ func Start(t testing.TB, config string) *Node {
 		}
 	}
 	if err != nil {
-		t.Fatalf("nodetest: start herald: %v", err)
+		t.Fatalf("heraldtest: start herald: %v", err)
 	}
 	t.Cleanup(n.Kill)
 	return n
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (n *Node) start() error {
@@ -138,19 +128,11 @@ func (n *Node) start() error {
 	}
 	cmd := exec.Command(n.bin, "serve", "--config", n.cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := n.proc.Start(cmd, nil, func() { logf.Close() }); err != nil {
 		logf.Close()
 		return fmt.Errorf("exec herald: %w", err)
 	}
-	exit := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(exit)
-	}()
-	n.mu.Lock()
-	n.cmd, n.exit = cmd, exit
-	n.mu.Unlock()
+	exit := n.proc.Exited()
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -163,19 +145,14 @@ func (n *Node) start() error {
 		}
 		select {
 		case <-exit:
-			return fmt.Errorf("herald on %s exited: %s", n.addr, lastLines(n.Log(), 5))
+			return fmt.Errorf("herald on %s exited: %s", n.addr, testproc.LastLines(n.Log(), 5))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			n.Kill()
-			return fmt.Errorf("herald on %s not healthy within 20s: %s", n.addr, lastLines(n.Log(), 5))
+			return fmt.Errorf("herald on %s not healthy within 20s: %s", n.addr, testproc.LastLines(n.Log(), 5))
 		}
 	}
-}
-
-func lastLines(s string, k int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-k):], " | ")
 }
 
 // Addr returns the node's "127.0.0.1:port".
@@ -189,44 +166,19 @@ func (n *Node) Log() string {
 
 // Kill kills the node with SIGKILL, as a crash would, and waits for it to
 // exit. It does nothing when the node is not running.
-func (n *Node) Kill() { n.signal(syscall.SIGKILL) }
+func (n *Node) Kill() { n.proc.Signal(syscall.SIGKILL, 20*time.Second) }
 
 // Stop sends SIGTERM (a graceful shutdown) and waits for the node to exit,
 // killing it after 20 s.
-func (n *Node) Stop() { n.signal(syscall.SIGTERM) }
-
-func (n *Node) signal(sig os.Signal) {
-	n.mu.Lock()
-	cmd, exit := n.cmd, n.exit
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exit:
-		return
-	default:
-	}
-	cmd.Process.Signal(sig)
-	select {
-	case <-exit:
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		<-exit
-	}
-}
+func (n *Node) Stop() { n.proc.Signal(syscall.SIGTERM, 20*time.Second) }
 
 // Restart starts the node again on the same port with the same config
 // (after Kill or Stop).
 func (n *Node) Restart() {
 	n.t.Helper()
 	n.Kill()
-	var err error
-	for range 50 { // the port may linger briefly
-		if err = n.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	// The port may linger briefly.
+	if err := testproc.Retry(50, 100*time.Millisecond, n.start); err != nil {
+		n.t.Fatalf("heraldtest: restart herald on %s: %v", n.addr, err)
 	}
-	n.t.Fatalf("nodetest: restart herald on %s: %v", n.addr, err)
 }

@@ -1,7 +1,11 @@
-// Package proctest runs Herald as a real process for tests: build the
-// binary (with the release's -ldflags), start it on a free loopback port,
-// and check it end to end (healthz, a WebSocket connect, a publish).
-package proctest
+// Package heraldtest runs Herald as a real process for tests, in two
+// ways: Build and Start run a release-like binary (the release's -ldflags,
+// CGO off) configured by environment and watch its log (Proc, used by
+// cmd/herald and deploy tests); Binary and StartNode build cmd/herald once
+// per test process and run nodes from a YAML config that a test can kill,
+// stop and restart on the same port (Node, used by edge and chaos tests).
+// Smoke, Publish, DialWS and friends check a node end to end.
+package heraldtest
 
 import (
 	"bufio"
@@ -22,13 +26,14 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/internal/testproc"
 )
 
 // Test credentials used by Env.
 const (
-	Secret   = "proctest-secret-0123456789abcdef01234567"
-	APIKey   = "proctest-api-key-0123456789"
-	AdminKey = "proctest-admin-key-0123456789"
+	Secret   = "heraldtest-secret-0123456789abcdef01234567"
+	APIKey   = "heraldtest-api-key-0123456789"
+	AdminKey = "heraldtest-admin-key-0123456789"
 )
 
 // Env is a minimal valid environment: memory broker, loopback on a free
@@ -92,10 +97,9 @@ func Build(t testing.TB, ldflags string) string {
 type Proc struct {
 	Addr      string // main listener, host:port
 	AdminAddr string // admin listener when admin.listen is set
-	cmd       *exec.Cmd
+	proc      testproc.Handle
 	mu        sync.Mutex
 	logs      bytes.Buffer
-	exited    chan struct{}
 }
 
 // Logs returns what the process logged so far.
@@ -112,14 +116,12 @@ var listenRe = regexp.MustCompile(`msg="(herald|admin API) listening" addr=(\S+)
 // the end of the test.
 func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
-	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
-	p.cmd.Dir = t.TempDir()
-	stderr, err := p.cmd.StderrPipe()
+	p := &Proc{}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	cmd.Dir = t.TempDir()
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	wantAdmin := false
@@ -129,8 +131,7 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 		}
 	}
 	ready := make(chan struct{})
-	go func() {
-		defer close(p.exited)
+	drain := func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		signalled := false
@@ -152,14 +153,16 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 				close(ready)
 			}
 		}
-		_ = p.cmd.Wait()
-	}()
+	}
+	if err := p.proc.Start(cmd, drain, nil); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-ready:
-	case <-p.exited:
+	case <-p.proc.Exited():
 		t.Fatalf("herald exited before listening:\n%s", p.Logs())
 	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
+		p.proc.Signal(syscall.SIGKILL, 20*time.Second)
 		t.Fatalf("herald did not listen within 30 s:\n%s", p.Logs())
 	}
 	t.Cleanup(func() { p.Stop(t) })
@@ -169,24 +172,14 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 // Signal sends sig to the process.
 func (p *Proc) Signal(t testing.TB, sig os.Signal) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.proc.Send(sig); err != nil {
 		t.Fatalf("signal %v: %v", sig, err)
 	}
 }
 
 // Stop ends the process with SIGTERM (SIGKILL after 20 s).
 func (p *Proc) Stop(t testing.TB) {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
+	if !p.proc.Signal(syscall.SIGTERM, 20*time.Second) {
 		t.Errorf("herald did not stop within 20 s of SIGTERM:\n%s", p.Logs())
 	}
 }
