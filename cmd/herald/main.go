@@ -9,25 +9,19 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/heraldrt/herald/config"
-	"github.com/heraldrt/herald/edge"
 	"github.com/heraldrt/herald/edge/auth"
-	"github.com/heraldrt/herald/internal/buildinfo"
+	"github.com/heraldrt/herald/internal/serve"
 )
 
 func main() {
@@ -131,62 +125,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, tok)
 		return nil
 	}
-	path, _ := fs.GetString("config")
-	return serve(cfg, stderr, path, func() (config.Config, error) { return config.Load(fs, os.Environ()) })
-}
-
-func newLogger(cfg config.Log, w io.Writer, level *slog.LevelVar) *slog.Logger {
-	_ = level.UnmarshalText([]byte(cfg.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// serve runs the node until SIGINT/SIGTERM. SIGHUP, and with config.watch
-// a change of the config file, reload the configuration through reload.
-func serve(cfg config.Config, logw io.Writer, path string, reload func() (config.Config, error)) error {
-	level := new(slog.LevelVar)
-	log := newLogger(cfg.Log, logw, level)
-	// SIGHUP reloads; caught from the start so it never kills the node.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	bi := buildinfo.Get()
-	log.Info("herald starting", "version", bi.Version, "commit", bi.Commit, "go", bi.GoVersion)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	srv, err := edge.New(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return fmt.Errorf("server.listen: %w", err)
-	}
-	log.Info("herald listening", "addr", ln.Addr().String(), "broker", cfg.Fanout.Broker, "dev", cfg.Dev.Enabled)
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	if cfg.Admin.Listen != "" {
-		aln, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			return fmt.Errorf("admin.listen: %w", err)
-		}
-		log.Info("admin API listening", "addr", aln.Addr().String())
-		go func() { errc <- srv.ServeAdmin(aln) }()
-	}
-	go reloader(ctx, srv, log, level, cfg, path, hup, reload)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	stop()
-	log.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout.String(), "reconnect_window", cfg.Server.ReconnectWindow.String())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	log.Info("stopped", "err", err)
-	return err
+	opts := serve.ReloadOptions(fs)
+	opts.LogWriter = stderr
+	return serve.Run(cfg, opts)
 }
