@@ -10,8 +10,8 @@ import (
 
 	"github.com/heraldrt/herald/bench"
 	"github.com/heraldrt/herald/bench/floor"
-	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge"
+	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
 const (
@@ -22,12 +22,7 @@ const (
 // startHerald runs a Herald node (memory broker) on a loopback port.
 func startHerald(t *testing.T) string {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Server.Listen = "127.0.0.1:0"
-	cfg.Auth.JWT.HMACSecret = testSecret
-	cfg.API.Key = testAPIKey
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Server.ReconnectWindow = 0
+	cfg := heraldtest.Config(testSecret, testAPIKey)
 	cfg.Log.Level = "warn"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

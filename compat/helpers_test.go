@@ -2,7 +2,6 @@ package compat
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -35,12 +35,7 @@ func pythonWith(t testing.TB, modules ...string) string {
 	return ""
 }
 
-func testLog(t testing.TB) *slog.Logger {
-	if os.Getenv("HERALD_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func testLog(t testing.TB) *slog.Logger { return heraldtest.Logger() }
 
 // collector is a memory broker whose handler records every delivered
 // message of the channels it is subscribed to.

@@ -21,6 +21,7 @@ import (
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/ssetest"
 )
 
@@ -38,12 +39,7 @@ func need(t testing.TB, program string) {
 	t.Skipf("%s is not installed", program)
 }
 
-func logger() *slog.Logger {
-	if os.Getenv("HERALD_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func logger() *slog.Logger { return heraldtest.Logger() }
 
 // node is one in-process Herald.
 type node struct {
@@ -56,13 +52,8 @@ type node struct {
 }
 
 func testConfig() config.Config {
-	cfg := config.Default()
-	cfg.Server.Listen = "127.0.0.1:0"
-	cfg.Auth.JWT.HMACSecret = testSecret
-	cfg.API.Key = testAPIKey
+	cfg := heraldtest.Config(testSecret, testAPIKey)
 	cfg.Dev.Enabled = true
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Server.ReconnectWindow = 0
 	return cfg
 }
 

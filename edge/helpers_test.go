@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/ssetest"
 )
 
@@ -33,24 +34,17 @@ type testServer struct {
 	done chan error
 }
 
-func testConfig() config.Config {
-	cfg := config.Default()
-	cfg.Server.Listen = "127.0.0.1:0"
-	cfg.Auth.JWT.HMACSecret = testSecret
-	cfg.API.Key = testAPIKey
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Server.ReconnectWindow = 0
-	return cfg
-}
+func testConfig() config.Config { return heraldtest.Config(testSecret, testAPIKey) }
 
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("HERALD_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func testLogger(t testing.TB) *slog.Logger { return heraldtest.Logger() }
 
 func startServer(t testing.TB, mutate func(*config.Config), opts ...Option) *testServer {
+	t.Helper()
+	return startServerWith(t, testLogger(t), mutate, opts...)
+}
+
+// startServerWith is startServer logging to log.
+func startServerWith(t testing.TB, log *slog.Logger, mutate func(*config.Config), opts ...Option) *testServer {
 	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
@@ -59,7 +53,7 @@ func startServer(t testing.TB, mutate func(*config.Config), opts ...Option) *tes
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	srv, err := New(context.Background(), cfg, testLogger(t), opts...)
+	srv, err := New(context.Background(), cfg, log, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

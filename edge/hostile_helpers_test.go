@@ -1,10 +1,8 @@
 package edge
 
 import (
-	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -57,23 +55,5 @@ func rssBytes(t testing.TB) int64 {
 // startServerLogs is startServer with debug JSON logs written to logs.
 func startServerLogs(t testing.TB, logs io.Writer, mutate func(*config.Config)) *testServer {
 	t.Helper()
-	cfg := testConfig()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	srv, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{srv: srv, cfg: cfg, addr: ln.Addr().String(), done: make(chan error, 1)}
-	go func() { ts.done <- srv.Serve(ln) }()
-	t.Cleanup(func() { ts.shutdown(t) })
-	return ts
+	return startServerWith(t, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), mutate)
 }
