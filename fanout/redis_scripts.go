@@ -27,3 +27,12 @@ func RedisPublishScript() string { return redisPublishScript }
 // entries (see redis_history.lua): redis_prelude.lua followed by
 // redis_history.lua.
 var redisHistoryScript = redisPreludeLua + redisHistoryLua
+
+// The per-user connection-count scripts (see redis_conns.go): admit a
+// connection under the limit, renew a node's leases.
+var (
+	//go:embed redis_conn_acquire.lua
+	connAcquireScript string
+	//go:embed redis_conn_renew.lua
+	connRenewScript string
+)
