@@ -9,18 +9,14 @@
 package chaos
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +27,6 @@ import (
 	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
 	"github.com/heraldrt/herald/internal/ssetest"
-	"github.com/heraldrt/herald/internal/testproc"
 )
 
 const (
@@ -71,8 +66,6 @@ type Env struct {
 	// Users are the user ids traffic is published to; user:<id> channels
 	// are spread over the shards.
 	Users []string
-
-	bin string
 }
 
 // Node is one Herald process.
@@ -80,8 +73,7 @@ type Node struct {
 	e    *Env
 	Addr string
 	env  []string
-	proc testproc.Handle
-	log  *bytes.Buffer
+	node *heraldtest.Node
 }
 
 // Start builds the system for topo: shards, proxies, Setup, then nodes,
@@ -94,7 +86,7 @@ func Start(t testing.TB, topo Topology) *Env {
 	if topo.Shards == 0 {
 		topo.Shards = 2
 	}
-	e := &Env{T: t, bin: heraldtest.Binary(t)}
+	e := &Env{T: t}
 	if topo.Setup == nil {
 		var addrs []string
 		for range topo.Shards {
@@ -127,33 +119,25 @@ func Start(t testing.TB, topo Topology) *Env {
 func (n *Node) Start() {
 	t := n.e.T
 	t.Helper()
-	if n.Addr == "" {
-		port, err := testproc.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.Addr = "127.0.0.1:" + strconv.Itoa(port)
-	}
-	cmd := exec.Command(n.e.bin)
-	cmd.Env = append(os.Environ(),
-		"HERALD_SERVER__LISTEN="+n.Addr,
-		"HERALD_AUTH__JWT__HMAC_SECRET="+secret,
-		"HERALD_API__KEY="+apiKey,
+	env := []string{
+		"HERALD_AUTH__JWT__HMAC_SECRET=" + secret,
+		"HERALD_API__KEY=" + apiKey,
 		"HERALD_FANOUT__BROKER=redis",
 		"HERALD_FANOUT__REDIS__PREFIX=chaos:",
 		"HERALD_FANOUT__REDIS__PROBE_INTERVAL=500ms",
 		"HERALD_FANOUT__REDIS__COMMAND_TIMEOUT=1s",
 		"HERALD_FANOUT__REDIS__DIAL_TIMEOUT=1s",
 		"HERALD_LOG__LEVEL=warn",
-	)
-	cmd.Env = append(cmd.Env, n.e.Env...)
-	cmd.Env = append(cmd.Env, n.env...)
-	n.log = new(bytes.Buffer)
-	cmd.Stdout, cmd.Stderr = n.log, n.log
-	if err := n.proc.Start(cmd, nil, nil); err != nil {
-		t.Fatalf("chaos: start herald: %v", err)
 	}
-	t.Cleanup(n.Kill)
+	env = append(env, n.e.Env...)
+	env = append(env, n.env...)
+	if n.node == nil {
+		n.node = heraldtest.StartNode(t, "", env...)
+		n.Addr = n.node.Addr()
+		return
+	}
+	n.node.SetEnv(env...)
+	n.node.Restart()
 }
 
 // SetEnv adds HERALD_* variables (KEY=value) for this node's next Start.
@@ -169,8 +153,8 @@ func (n *Node) WaitReady(timeout time.Duration) {
 			return
 		}
 		select {
-		case <-n.proc.Exited():
-			t.Fatalf("chaos: herald on %s exited: %s", n.Addr, n.log.String())
+		case <-n.node.Exited():
+			t.Fatalf("chaos: herald on %s exited: %s", n.Addr, n.node.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -182,10 +166,10 @@ func (n *Node) WaitReady(timeout time.Duration) {
 }
 
 // Kill kills the node with SIGKILL (a crash) and waits for it to exit.
-func (n *Node) Kill() { n.proc.Signal(syscall.SIGKILL, 20*time.Second) }
+func (n *Node) Kill() { n.node.Kill() }
 
 // Stop stops the node with SIGTERM (graceful) and waits for it to exit.
-func (n *Node) Stop() { n.proc.Signal(syscall.SIGTERM, 20*time.Second) }
+func (n *Node) Stop() { n.node.Stop() }
 
 var httpClient = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 

@@ -28,6 +28,7 @@ type Node struct {
 	cfgPath string
 	logPath string
 	addr    string
+	env     []string
 
 	proc testproc.Handle
 }
@@ -91,13 +92,15 @@ func sweepStale() {
 }
 
 // StartNode runs a herald node with config, a YAML document without
-// server.listen (Start adds it with a free loopback port), waits until
-// /healthz answers, and kills the node when the test ends.
-func StartNode(t testing.TB, config string) *Node {
+// server.listen (StartNode adds it with a free loopback port), and env,
+// KEY=value variables added to the test process's environment (HERALD_*
+// keys override the file's). It waits until /healthz answers and kills
+// the node when the test ends.
+func StartNode(t testing.TB, config string, env ...string) *Node {
 	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
-	n := &Node{t: t, bin: bin, cfgPath: filepath.Join(dir, "herald.yaml"), logPath: filepath.Join(dir, "herald.log")}
+	n := &Node{t: t, bin: bin, cfgPath: filepath.Join(dir, "herald.yaml"), logPath: filepath.Join(dir, "herald.log"), env: env}
 	var err error
 	for range 10 { // the free port may be taken before herald binds it
 		port, perr := testproc.FreePort()
@@ -127,6 +130,7 @@ func (n *Node) start() error {
 		return err
 	}
 	cmd := exec.Command(n.bin, "serve", "--config", n.cfgPath)
+	cmd.Env = append(os.Environ(), n.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := n.proc.Start(cmd, nil, func() { logf.Close() }); err != nil {
 		logf.Close()
@@ -154,6 +158,13 @@ func (n *Node) start() error {
 		}
 	}
 }
+
+// SetEnv replaces the variables StartNode added to the environment; the
+// next Restart runs with them.
+func (n *Node) SetEnv(env ...string) { n.env = env }
+
+// Exited returns a channel closed when the node's current run has exited.
+func (n *Node) Exited() <-chan struct{} { return n.proc.Exited() }
 
 // Addr returns the node's "127.0.0.1:port".
 func (n *Node) Addr() string { return n.addr }
