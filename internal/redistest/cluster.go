@@ -3,7 +3,6 @@ package redistest
 import (
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,27 +29,7 @@ func StartClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
 	c := &Cluster{t: t}
 	var addrs []string
 	for range masters * (1 + replicas) {
-		var srv *Server
-		var err error
-		for range 10 {
-			port, perr := freePort(true)
-			if perr != nil {
-				err = perr
-				continue
-			}
-			srv = &Server{t: t, port: port, args: []string{
-				"--cluster-enabled", "yes",
-				"--cluster-config-file", filepath.Join(t.TempDir(), "nodes.conf"),
-				"--cluster-node-timeout", "1000",
-			}}
-			if err = srv.start(); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("redistest: start cluster node: %v", err)
-		}
-		t.Cleanup(srv.Kill)
+		srv := startClusterNode(t, "1000")
 		c.Nodes = append(c.Nodes, srv)
 		addrs = append(addrs, srv.Addr())
 	}

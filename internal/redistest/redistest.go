@@ -77,25 +77,60 @@ func Start(t testing.TB, opts ...Option) *Server {
 		opt(&o)
 	}
 	s := &Server{t: t, args: o.args}
+	if err := s.startOnFreePorts(o.tls); err != nil {
+		t.Fatalf("redistest: start redis-server: %v", err)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// startOnFreePorts starts s on a free port (and a free TLS port with tls),
+// trying up to ten: a free port may be taken before redis-server binds it.
+func (s *Server) startOnFreePorts(tls bool) error {
 	var err error
-	for range 10 { // the free port may be taken before redis binds it
+	for range 10 {
 		if s.port, err = freePort(false); err != nil {
 			continue
 		}
-		if o.tls {
+		if tls {
 			if s.tlsPort, err = freePort(false); err != nil || s.tlsPort == s.port {
 				continue
 			}
 		}
 		if err = s.start(); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// startClusterNode starts a cluster-enabled redis-server whose cluster bus
+// port (port + 10000) is free too, with cluster-node-timeout nodeTimeout
+// (ms), and kills it when the test ends.
+func startClusterNode(t testing.TB, nodeTimeout string) *Server {
+	t.Helper()
+	var srv *Server
+	var err error
+	for range 10 { // the free ports may be taken before redis binds them
+		port, perr := freePort(true)
+		if perr != nil {
+			err = perr
+			continue
+		}
+		srv = &Server{t: t, port: port, args: []string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(t.TempDir(), "nodes.conf"),
+			"--cluster-node-timeout", nodeTimeout,
+		}}
+		if err = srv.start(); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		t.Fatalf("redistest: start redis-server: %v", err)
+		t.Fatalf("redistest: start cluster node: %v", err)
 	}
-	t.Cleanup(s.Kill)
-	return s
+	t.Cleanup(srv.Kill)
+	return srv
 }
 
 // freePort returns a port that was free a moment ago. With bus set, port
@@ -306,27 +341,7 @@ func StartCluster(t testing.TB, masters int) []string {
 	}
 	var addrs []string
 	for range masters {
-		var srv *Server
-		var err error
-		for range 10 {
-			port, perr := freePort(true)
-			if perr != nil {
-				err = perr
-				continue
-			}
-			srv = &Server{t: t, port: port, args: []string{
-				"--cluster-enabled", "yes",
-				"--cluster-config-file", filepath.Join(t.TempDir(), "nodes.conf"),
-				"--cluster-node-timeout", "5000",
-			}}
-			if err = srv.start(); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("redistest: start cluster node: %v", err)
-		}
-		t.Cleanup(srv.Kill)
+		srv := startClusterNode(t, "5000")
 		addrs = append(addrs, srv.Addr())
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)

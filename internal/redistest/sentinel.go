@@ -80,21 +80,7 @@ func StartSentinels(t testing.TB, n int, monitors []Monitor, opts ...Option) []*
 	var out []*Server
 	for range n {
 		s := &Server{t: t, conf: conf.String(), args: append([]string{"--sentinel"}, o.args...)}
-		var err error
-		for range 10 {
-			if s.port, err = freePort(false); err != nil {
-				continue
-			}
-			if o.tls {
-				if s.tlsPort, err = freePort(false); err != nil || s.tlsPort == s.port {
-					continue
-				}
-			}
-			if err = s.start(); err == nil {
-				break
-			}
-		}
-		if err != nil {
+		if err := s.startOnFreePorts(o.tls); err != nil {
 			t.Fatalf("redistest: start sentinel: %v", err)
 		}
 		t.Cleanup(s.Kill)
