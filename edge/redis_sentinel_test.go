@@ -112,6 +112,52 @@ func verdict(seq []int, acked []int) (lost, dups, resets int, missing []int) {
 // stop is closed.
 func resumingWS(t *testing.T, ts *testServer, user string, l *seqLog, stop <-chan struct{}, wg *sync.WaitGroup) {
 	tok := token(t, user, time.Hour)
+	untilStopped(stop, wg, func() {
+		_, _, cursor := l.snapshot()
+		query := q("token", tok, "format", "envelope")
+		if cursor != "" {
+			query = q("token", tok, "format", "envelope", "since", cursor)
+		}
+		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+		c, _, err := d.Dial("ws://"+ts.addr+"/ws/notifications/?"+query, nil)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-stop:
+			case <-done:
+			}
+			c.Close()
+		}()
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			var env struct {
+				Cursor string          `json:"cursor"`
+				Type   string          `json:"type"`
+				Data   json.RawMessage `json:"data"`
+			}
+			if json.Unmarshal(b, &env) != nil {
+				continue
+			}
+			if env.Type != "" {
+				l.record(b, env.Cursor)
+			} else {
+				l.record(env.Data, env.Cursor)
+			}
+		}
+	})
+}
+
+// untilStopped runs connect again and again, each call one connection of
+// a resuming client, until stop is closed.
+func untilStopped(stop <-chan struct{}, wg *sync.WaitGroup, connect func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -121,45 +167,7 @@ func resumingWS(t *testing.T, ts *testServer, user string, l *seqLog, stop <-cha
 				return
 			default:
 			}
-			_, _, cursor := l.snapshot()
-			query := q("token", tok, "format", "envelope")
-			if cursor != "" {
-				query = q("token", tok, "format", "envelope", "since", cursor)
-			}
-			d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-			c, _, err := d.Dial("ws://"+ts.addr+"/ws/notifications/?"+query, nil)
-			if err != nil {
-				time.Sleep(100 * time.Millisecond)
-				continue
-			}
-			done := make(chan struct{})
-			go func() {
-				select {
-				case <-stop:
-				case <-done:
-				}
-				c.Close()
-			}()
-			for {
-				_, b, err := c.ReadMessage()
-				if err != nil {
-					break
-				}
-				var env struct {
-					Cursor string          `json:"cursor"`
-					Type   string          `json:"type"`
-					Data   json.RawMessage `json:"data"`
-				}
-				if json.Unmarshal(b, &env) != nil {
-					continue
-				}
-				if env.Type != "" {
-					l.record(b, env.Cursor)
-				} else {
-					l.record(env.Data, env.Cursor)
-				}
-			}
-			close(done)
+			connect()
 		}
 	}()
 }
@@ -168,49 +176,38 @@ func resumingWS(t *testing.T, ts *testServer, user string, l *seqLog, stop <-cha
 // Last-Event-ID.
 func resumingSSE(t *testing.T, ts *testServer, user string, l *seqLog, stop <-chan struct{}, wg *sync.WaitGroup) {
 	tok := token(t, user, time.Hour)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	untilStopped(stop, wg, func() {
+		_, _, cursor := l.snapshot()
+		req, _ := http.NewRequest("GET", "http://"+ts.addr+"/sse/notifications/?"+q("token", tok), nil)
+		req.Header.Set("Accept", "text/event-stream")
+		if cursor != "" {
+			req.Header.Set("Last-Event-ID", cursor)
+		}
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+		defer resp.Body.Close()
+		c := &sseClient{resp: resp, events: make(chan sseEvent, 1024), errc: make(chan error, 1)}
+		go c.loop()
 		for {
 			select {
 			case <-stop:
 				return
-			default:
-			}
-			_, _, cursor := l.snapshot()
-			req, _ := http.NewRequest("GET", "http://"+ts.addr+"/sse/notifications/?"+q("token", tok), nil)
-			req.Header.Set("Accept", "text/event-stream")
-			if cursor != "" {
-				req.Header.Set("Last-Event-ID", cursor)
-			}
-			resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
-			if err != nil || resp.StatusCode != 200 {
-				if resp != nil {
-					resp.Body.Close()
-				}
-				time.Sleep(100 * time.Millisecond)
-				continue
-			}
-			c := &sseClient{resp: resp, events: make(chan sseEvent, 1024), errc: make(chan error, 1)}
-			go c.loop()
-		read:
-			for {
-				select {
-				case <-stop:
-					resp.Body.Close()
+			case ev, ok := <-c.events:
+				if !ok {
 					return
-				case ev, ok := <-c.events:
-					if !ok {
-						break read
-					}
-					if ev.Data != "" {
-						l.record([]byte(ev.Data), ev.ID)
-					}
+				}
+				if ev.Data != "" {
+					l.record([]byte(ev.Data), ev.ID)
 				}
 			}
-			resp.Body.Close()
 		}
-	}()
+	})
 }
 
 // TestRedisSentinelFailover: two Herald nodes use two Sentinel master sets
