@@ -99,18 +99,7 @@ func TestRedisRefusedFailsFast(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			start := time.Now()
-			b, err := NewRedis(ctx, tc.cfg, nil)
-			if err == nil {
-				b.Close()
-				t.Fatal("NewRedis succeeded")
-			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("NewRedis took %s to fail", d)
-			}
-			t.Log(err)
+			err := newRedisFails(t, tc.cfg, 5*time.Second)
 			if !strings.Contains(err.Error(), tc.shard) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not name %q and %q", err, tc.shard, tc.want)
 			}
@@ -160,21 +149,29 @@ func TestRedisSentinelStart(t *testing.T) {
 			Username: "u", Password: "right"}, "redis shard 1 (sentinel master set nope via " + ss[0].TLSAddr() + ")"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			start := time.Now()
-			b, err := NewRedis(ctx, tc.cfg, nil)
-			if err == nil {
-				b.Close()
-				t.Fatal("NewRedis succeeded")
-			}
-			if d := time.Since(start); d > 10*time.Second {
-				t.Errorf("NewRedis took %s to fail", d)
-			}
-			t.Log(err)
+			err := newRedisFails(t, tc.cfg, 10*time.Second)
 			if !strings.Contains(err.Error(), "redis shard") || !strings.Contains(err.Error(), "sentinel master set") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not name the shard and %q", err, tc.want)
 			}
 		})
 	}
+}
+
+// newRedisFails calls NewRedis with cfg, which must fail within within,
+// and returns the error.
+func newRedisFails(t *testing.T, cfg RedisConfig, within time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	b, err := NewRedis(ctx, cfg, nil)
+	if err == nil {
+		b.Close()
+		t.Fatal("NewRedis succeeded")
+	}
+	if d := time.Since(start); d > within {
+		t.Errorf("NewRedis took %s to fail", d)
+	}
+	t.Log(err)
+	return err
 }
