@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/confkey"
 	"github.com/heraldrt/herald/telemetry"
 )
 
@@ -348,7 +349,7 @@ func Default() Config {
 		Limits:  Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, ClientRate: 20, ClientBurst: 50, TokenExpiringLead: 30 * time.Second},
 		Log:     Log{Level: "info", Format: "text"},
 		Reload:  Reload{WatchInterval: 2 * time.Second},
-		Tracing: telemetry.TracingConfig{Exporter: "otlp-grpc", Endpoint: "127.0.0.1:4317", Insecure: true, SampleRatio: 1, ServiceName: "herald"},
+		Tracing: telemetry.DefaultTracingConfig(),
 	}
 }
 
@@ -488,13 +489,9 @@ func SplitList(v string) []string {
 	return out
 }
 
-// KeyError is a validation error naming the offending configuration key.
-type KeyError struct {
-	Key string
-	Msg string
-}
-
-func (e *KeyError) Error() string { return "config " + e.Key + ": " + e.Msg }
+// KeyError is a validation error naming the offending configuration key;
+// every section's Validate reports its problems with it.
+type KeyError = confkey.Error
 
 // Validate checks every value and returns all problems, each naming its key.
 func (c *Config) Validate() error {
@@ -538,7 +535,7 @@ func (c *Config) Validate() error {
 			if zeroOK {
 				off = " (or 0 to turn it off)"
 			}
-			bad(key, "must be between %s and %s%s, got %s", fmtDur(lo), fmtDur(hi), off, d)
+			bad(key, "must be between %s and %s%s, got %s", confkey.FormatDuration(lo), confkey.FormatDuration(hi), off, d)
 		}
 	}
 	between("server.handshake_timeout", c.Server.HandshakeTimeout, 100*time.Millisecond, 5*time.Minute, false)
@@ -671,13 +668,8 @@ func (c *Config) Validate() error {
 	between("fanout.redis.dial_timeout", c.Fanout.Redis.DialTimeout, 10*time.Millisecond, time.Minute, false)
 	between("fanout.redis.command_timeout", c.Fanout.Redis.CommandTimeout, 10*time.Millisecond, time.Minute, false)
 	between("fanout.redis.probe_interval", c.Fanout.Redis.ProbeInterval, 100*time.Millisecond, 5*time.Minute, false)
-	switch c.Tracing.Exporter {
-	case "otlp-grpc", "otlp-http", "stdout":
-	default:
-		bad("tracing.exporter", "must be otlp-grpc, otlp-http or stdout, got %q", c.Tracing.Exporter)
-	}
-	if c.Tracing.SampleRatio < 0 || c.Tracing.SampleRatio > 1 {
-		bad("tracing.sample_ratio", "must be between 0 and 1, got %g", c.Tracing.SampleRatio)
+	if err := c.Tracing.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -696,18 +688,6 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// fmtDur writes a bound without Go's trailing zero units ("1h", not
-// "1h0m0s").
-func fmtDur(d time.Duration) string {
-	out := d.String()
-	for _, z := range []string{"0s", "0m"} {
-		if strings.HasSuffix(out, "m"+z) || strings.HasSuffix(out, "h"+z) {
-			out = strings.TrimSuffix(out, z)
-		}
-	}
-	return out
 }
 
 // Masked returns a copy of c with secrets replaced, for printing.

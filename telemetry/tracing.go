@@ -13,6 +13,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/heraldrt/herald/internal/confkey"
 )
 
 // TracingConfig configures OpenTelemetry tracing (config key "tracing").
@@ -33,6 +35,27 @@ type TracingConfig struct {
 	// FollowUser, when set, adds a per-connection event to delivery spans
 	// for this user id, to debug one user's complaint.
 	FollowUser string `koanf:"follow_user"`
+}
+
+// DefaultTracingConfig returns the tracing defaults: off, and when turned
+// on, OTLP over gRPC to a local collector, every trace sampled.
+func DefaultTracingConfig() TracingConfig {
+	return TracingConfig{Exporter: "otlp-grpc", Endpoint: "127.0.0.1:4317", Insecure: true, SampleRatio: 1, ServiceName: "herald"}
+}
+
+// Validate checks the section (key "tracing") and returns every problem
+// as a *confkey.Error naming its key.
+func (c TracingConfig) Validate() error {
+	var l confkey.List
+	switch c.Exporter {
+	case "otlp-grpc", "otlp-http", "stdout":
+	default:
+		l.Add("tracing.exporter", "must be otlp-grpc, otlp-http or stdout, got %q", c.Exporter)
+	}
+	if c.SampleRatio < 0 || c.SampleRatio > 1 {
+		l.Add("tracing.sample_ratio", "must be between 0 and 1, got %g", c.SampleRatio)
+	}
+	return l.Err()
 }
 
 // Tracing is a node's tracer with its W3C propagator.
