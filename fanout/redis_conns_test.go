@@ -2,9 +2,11 @@ package fanout
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/heraldrt/herald/internal/faultproxy"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -151,5 +153,44 @@ func TestConnLeaseExpiryAndRenewal(t *testing.T) {
 	retry("AcquireConn", func() (err error) { _, ok, err = b.AcquireConn(ctx, "renewed", "nb.1", 1, false, lease); return err })
 	if ok {
 		t.Fatal("a re-registered connection does not count")
+	}
+}
+
+// TestRenewConnsManyUsersOverSlowLink: a node with thousands of users
+// renews all their leases within one renewal period even when every round
+// trip to Redis costs milliseconds. Renewing user by user took one round
+// trip each (2,000 × 2 × 5 ms = 20 s here), ran out of the node's 10 s
+// budget and logged one failure per remaining user; the renewals are now
+// pipelined in batches. Every lease is checked afterwards.
+func TestRenewConnsManyUsersOverSlowLink(t *testing.T) {
+	_, addrs := startShards(t, 1)
+	px := faultproxy.Start(t, addrs[0])
+	b := newTestRedis(t, RedisConfig{Shards: []string{px.Addr()}, Prefix: testPrefix(t)}, nil)
+	ctx := context.Background()
+	const users = 2000
+	conns := make(map[string][]string, users)
+	for i := range users {
+		conns[fmt.Sprintf("u%d", i)] = []string{fmt.Sprintf("na.%d", i)}
+	}
+	if err := b.NodeAlive(ctx, "na"); err != nil {
+		t.Fatal(err)
+	}
+	px.Delay(5 * time.Millisecond)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second) // the node's budget: connLease/3
+	defer cancel()
+	if err := b.RenewConns(rctx, conns, time.Minute); err != nil {
+		t.Fatalf("renewing %d users over a 5 ms link: %v", users, err)
+	}
+	px.Heal()
+	// Every connection was registered by its renewal (none existed): each
+	// user now holds exactly one, and a second one over a limit of 1 is
+	// refused.
+	for _, u := range []string{"u0", "u999", "u1999"} {
+		if n, err := b.UserConns(ctx, u); err != nil || n != 1 {
+			t.Fatalf("%s holds %d connections (err %v); want 1", u, n, err)
+		}
+		if _, ok, err := b.AcquireConn(ctx, u, "nb.1", 1, false, time.Minute); err != nil || ok {
+			t.Fatalf("%s: a second connection over the limit admitted=%v (err %v)", u, ok, err)
+		}
 	}
 }
