@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sort"
+	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -29,30 +32,55 @@ import (
 // what a close frame carries).
 const maxAdminReason = 256
 
-func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
-	key := ctx.Request.Header.Peek("X-Admin-Key")
-	return s.cfg.Admin.Key != "" && len(key) > 0 && subtle.ConstantTimeCompare(key, []byte(s.cfg.Admin.Key)) == 1
+// adminAPI serves /admin/* and the console: it authorizes with admin.key,
+// asks every node through the control plane and answers from the gathered
+// replies. It reads the broker (channel tops, history) and the hub
+// (subscriber counts) but changes neither; a console test message goes
+// through the node's publish API like any other.
+type adminAPI struct {
+	key      string                  // admin.key; empty disables the API
+	node     string                  // this node's id, named in answers
+	control  *controlPlane           // asks every node, gathers the replies
+	broker   fanout.Broker           // channel tops and history (read only)
+	hub      *Hub                    // local subscriber counts
+	publish  publisher               // the console's test messages
+	maxBody  int                     // api.max_body_bytes, for test messages
+	metrics  fasthttp.RequestHandler // /metrics on admin.listen
+	log      *slog.Logger
+	timeout  time.Duration                   // server.handshake_timeout, the admin listener's read timeout
+	listener atomic.Pointer[fasthttp.Server] // admin.listen's server once ServeAdmin runs
 }
 
-// routeAdmin serves /admin/* (and /metrics on a separate admin listener).
-func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) {
+// publisher is the publish API as the console uses it.
+type publisher interface {
+	publishOne(ctx *fasthttp.RequestCtx, r PublishRequest) (publishResult, error)
+	publishFailed(ctx *fasthttp.RequestCtx, channel string, err error)
+}
+
+func (a *adminAPI) authorized(ctx *fasthttp.RequestCtx) bool {
+	key := ctx.Request.Header.Peek("X-Admin-Key")
+	return a.key != "" && len(key) > 0 && subtle.ConstantTimeCompare(key, []byte(a.key)) == 1
+}
+
+// route serves /admin/* (and /metrics on a separate admin listener).
+func (a *adminAPI) route(ctx *fasthttp.RequestCtx) {
 	if string(ctx.Path()) == "/metrics" {
-		s.metricsHandler(ctx)
+		a.metrics(ctx)
 		return
 	}
-	if s.cfg.Admin.Key == "" {
+	if a.key == "" {
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "the admin API is disabled (set admin.key)")
 		return
 	}
 	if serveConsoleAsset(ctx, string(ctx.Path())) {
 		return
 	}
-	if !s.adminAuthorized(ctx) {
-		s.log.Info("admin request refused", "reason", "bad_admin_key", "remote", ctx.RemoteAddr().String())
+	if !a.authorized(ctx) {
+		a.log.Info("admin request refused", "reason", "bad_admin_key", "remote", ctx.RemoteAddr().String())
 		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong X-Admin-Key")
 		return
 	}
-	if s.handleConsoleAPI(ctx, string(ctx.Path())) {
+	if a.handleConsoleAPI(ctx, string(ctx.Path())) {
 		return
 	}
 	switch string(ctx.Path()) {
@@ -67,7 +95,7 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		var conns []connInfo
-		for _, r := range s.ask(controlMessage{Type: "list", User: user}) {
+		for _, r := range a.control.ask(controlMessage{Type: "list", User: user}) {
 			conns = append(conns, r.Conns...)
 		}
 		sort.Slice(conns, func(i, j int) bool { return conns[i].ConnectedAt.Before(conns[j].ConnectedAt) })
@@ -101,7 +129,7 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) {
 			body.Reason = "disconnected_by_admin"
 		}
 		n, nodes := 0, 0
-		for _, r := range s.ask(controlMessage{Type: "disconnect", User: body.UserID, Reason: body.Reason}) {
+		for _, r := range a.control.ask(controlMessage{Type: "disconnect", User: body.UserID, Reason: body.Reason}) {
 			n += r.Count
 			nodes++
 		}
@@ -113,25 +141,25 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		hctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		res, err := s.broker.History(hctx, ch, fanout.Position{}, 0)
+		res, err := a.broker.History(hctx, ch, fanout.Position{}, 0)
 		cancel()
 		if err != nil {
 			writeError(ctx, fasthttp.StatusServiceUnavailable, "broker_unavailable", err.Error())
 			return
 		}
-		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"channel": ch, "node": s.node,
-			"local_subscribers": s.hub.Count(ch), "epoch": res.Top.Epoch, "offset": res.Top.Offset})
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"channel": ch, "node": a.node,
+			"local_subscribers": a.hub.Count(ch), "epoch": res.Top.Epoch, "offset": res.Top.Offset})
 	case "/admin/nodes":
 		type node struct {
 			Node        string `json:"node"`
 			Connections int    `json:"connections"`
 		}
 		var nodes []node
-		for _, r := range s.ask(controlMessage{Type: "list"}) {
+		for _, r := range a.control.ask(controlMessage{Type: "list"}) {
 			nodes = append(nodes, node{Node: r.Node, Connections: len(r.Conns)})
 		}
 		sort.Slice(nodes, func(i, j int) bool { return nodes[i].Node < nodes[j].Node })
-		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"self": s.node, "nodes": nodes})
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"self": a.node, "nodes": nodes})
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such admin endpoint")
 	}
@@ -146,14 +174,25 @@ func orEmpty[T any](s []T) []T {
 
 // ServeAdmin serves the admin API and /metrics on ln (admin.listen) until
 // Shutdown.
-func (s *Server) ServeAdmin(ln net.Listener) error {
-	srv := &fasthttp.Server{Handler: s.routeAdmin, Name: "herald-admin", NoDefaultServerHeader: true,
-		ReadTimeout: s.cfg.Server.HandshakeTimeout, Logger: slogPrintf{s.log},
-		ErrorHandler: s.httpError, SecureErrorLogMessage: true}
-	s.adminHTTP.Store(srv) // Shutdown may run concurrently
+func (s *Server) ServeAdmin(ln net.Listener) error { return s.admin.serve(ln) }
+
+// serve serves the admin API on ln until shutdown.
+func (a *adminAPI) serve(ln net.Listener) error {
+	srv := &fasthttp.Server{Handler: a.route, Name: "herald-admin", NoDefaultServerHeader: true,
+		ReadTimeout: a.timeout, Logger: slogPrintf{a.log},
+		ErrorHandler:          func(ctx *fasthttp.RequestCtx, err error) { httpError(a.log, ctx, err) },
+		SecureErrorLogMessage: true}
+	a.listener.Store(srv) // Shutdown may run concurrently
 	err := srv.Serve(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve admin %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// shutdown stops the admin listener, if one was served.
+func (a *adminAPI) shutdown(ctx context.Context) {
+	if srv := a.listener.Load(); srv != nil {
+		_ = srv.ShutdownWithContext(ctx)
+	}
 }

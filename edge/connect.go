@@ -231,7 +231,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 	victim, remote, r := s.adm.acquireUser(actx, sess)
 	acancel()
 	if remote != "" {
-		go s.evictRemote(sess.UserID(), remote)
+		go s.control.evictRemote(sess.UserID(), remote)
 	}
 	if r != nil {
 		s.adm.leave(req.ip)

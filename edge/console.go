@@ -93,7 +93,8 @@ type ingestStatus struct {
 	Dropped   uint64 `json:"dropped"`
 }
 
-// localStatus describes this node for the console.
+// localStatus describes this node for the console (the Server's answer to
+// a status request on the control plane).
 func (s *Server) localStatus() *nodeStatus {
 	bi := buildinfo.Get()
 	st := &nodeStatus{Node: s.node, Version: bi.Version, Commit: bi.Commit, Broker: s.cfg.Fanout.Broker,
@@ -164,23 +165,23 @@ func label(m *dto.Metric, name string) string {
 
 // handleConsoleAPI serves the console's own endpoints; it reports whether
 // path was one. The caller has checked the admin key.
-func (s *Server) handleConsoleAPI(ctx *fasthttp.RequestCtx, path string) bool {
+func (a *adminAPI) handleConsoleAPI(ctx *fasthttp.RequestCtx, path string) bool {
 	switch path {
 	case "/admin/status":
 		var nodes []*nodeStatus
-		for _, r := range s.ask(controlMessage{Type: "status"}) {
+		for _, r := range a.control.ask(controlMessage{Type: "status"}) {
 			if r.Status != nil {
 				nodes = append(nodes, r.Status)
 			}
 		}
 		sort.Slice(nodes, func(i, j int) bool { return nodes[i].Node < nodes[j].Node })
-		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"self": s.node, "time": time.Now().UTC(), "nodes": orEmpty(nodes)})
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"self": a.node, "time": time.Now().UTC(), "nodes": orEmpty(nodes)})
 	case "/admin/publish":
 		if !ctx.IsPost() {
 			writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 			return true
 		}
-		if len(ctx.PostBody()) > s.cfg.API.MaxBodyBytes {
+		if len(ctx.PostBody()) > a.maxBody {
 			writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "body exceeds api.max_body_bytes")
 			return true
 		}
@@ -189,12 +190,12 @@ func (s *Server) handleConsoleAPI(ctx *fasthttp.RequestCtx, path string) bool {
 			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
 			return true
 		}
-		res, err := s.publishOne(ctx, r)
+		res, err := a.publish.publishOne(ctx, r)
 		if err != nil {
-			s.publishFailed(ctx, r.Channel, err)
+			a.publish.publishFailed(ctx, r.Channel, err)
 			return true
 		}
-		s.log.Info("test message published from the admin console", "channel", r.Channel, "offset", res.Offset)
+		a.log.Info("test message published from the admin console", "channel", r.Channel, "offset", res.Offset)
 		writeJSON(ctx, fasthttp.StatusOK, res)
 	case "/admin/history":
 		ch := string(ctx.QueryArgs().Peek("channel"))
@@ -206,7 +207,7 @@ func (s *Server) handleConsoleAPI(ctx *fasthttp.RequestCtx, path string) bool {
 		if limit <= 0 || limit > 100 {
 			limit = 20
 		}
-		s.consoleHistory(ctx, ch, limit)
+		a.consoleHistory(ctx, ch, limit)
 	default:
 		return false
 	}
@@ -220,10 +221,10 @@ type historyEntry struct {
 }
 
 // consoleHistory answers the newest limit messages of ch, newest first.
-func (s *Server) consoleHistory(ctx *fasthttp.RequestCtx, ch string, limit int) {
+func (a *adminAPI) consoleHistory(ctx *fasthttp.RequestCtx, ch string, limit int) {
 	hctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	top, err := s.broker.History(hctx, ch, fanout.Position{}, 0)
+	top, err := a.broker.History(hctx, ch, fanout.Position{}, 0)
 	if err != nil {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "broker_unavailable", err.Error())
 		return
@@ -234,7 +235,7 @@ func (s *Server) consoleHistory(ctx *fasthttp.RequestCtx, ch string, limit int) 
 		if top.Top.Offset > uint64(n) {
 			from = top.Top.Offset - uint64(n)
 		}
-		res, err := s.broker.History(hctx, ch, fanout.Position{Epoch: top.Top.Epoch, Offset: from}, n)
+		res, err := a.broker.History(hctx, ch, fanout.Position{Epoch: top.Top.Epoch, Offset: from}, n)
 		if errors.Is(err, fanout.ErrHistoryGone) {
 			continue // older ones expired: ask for fewer
 		}

@@ -3,9 +3,11 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldrt/herald/fanout"
@@ -58,73 +60,106 @@ type replies struct {
 	got []controlMessage
 }
 
-// deliver is the broker's handler: control messages are handled here,
-// everything else goes to the hub.
-func (s *Server) deliver(m *fanout.Message) {
-	if m.Channel == s.control || m.Channel == controlAll {
-		go s.onControl(m.Data)
-		return
-	}
-	s.hub.Deliver(m)
+// localNode is what a node answers about itself when another node (or its
+// own admin API) asks over the control channels. The Server implements it
+// from its hub, admission and preferences.
+type localNode interface {
+	// evictLocal closes connection conn of user if it is on this node.
+	evictLocal(user, conn string)
+	// localConns lists this node's connections of user ("" for all).
+	localConns(user string) []connInfo
+	// localStatus describes this node for the admin console.
+	localStatus() *nodeStatus
+	// disconnectLocal closes this node's connections of user with reason
+	// and returns how many it closed.
+	disconnectLocal(user, reason string) int
+	// applyPreferences puts user's new type filter in effect here.
+	applyPreferences(user string, f *protocols.TypeFilter)
 }
 
-func (s *Server) onControl(data []byte) {
-	var c controlMessage
-	if err := json.Unmarshal(data, &c); err != nil {
-		s.log.Warn("bad control message", "err", err)
+// controlPlane is this node's end of the control channels: it sends
+// control messages through the broker, answers the ones addressed to this
+// node from local, and gathers the replies to its own admin requests. It
+// holds no session state itself.
+type controlPlane struct {
+	node    string        // this node's random id
+	channel string        // "herald.node.<node>": where other nodes reach this one
+	broker  fanout.Broker // carries the control messages (publish only)
+	log     *slog.Logger
+	local   localNode     // answers requests about this node
+	nextReq atomic.Uint64 // numbers this node's admin requests
+	pending sync.Map      // admin request id → *replies, while ask waits
+}
+
+// newControlPlane returns node's control plane; the caller subscribes the
+// broker to channels().
+func newControlPlane(node string, b fanout.Broker, local localNode, log *slog.Logger) *controlPlane {
+	return &controlPlane{node: node, channel: "herald.node." + node, broker: b, local: local, log: log}
+}
+
+// channels are the control channels this node must be subscribed to: its
+// own and controlAll.
+func (c *controlPlane) channels() []string { return []string{c.channel, controlAll} }
+
+// isControl reports whether ch is one of this node's control channels.
+func (c *controlPlane) isControl(ch string) bool { return ch == c.channel || ch == controlAll }
+
+// onMessage handles one control message from the broker.
+func (c *controlPlane) onMessage(data []byte) {
+	var m controlMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		c.log.Warn("bad control message", "err", err)
 		return
 	}
-	switch c.Type {
+	switch m.Type {
 	case "evict":
-		if sess := s.adm.find(c.User, c.Conn); sess != nil {
-			s.log.Info("evicting oldest connection", "user", c.User, "session", sess.ID(), "by", "another node")
-			sess.Close(protocols.CloseReplaced)
-		}
+		c.local.evictLocal(m.User, m.Conn)
 	case "list":
-		s.sendControl(c.Reply, controlMessage{Type: "reply", Req: c.Req, Node: s.node, Conns: s.localConns(c.User)})
+		c.send(m.Reply, controlMessage{Type: "reply", Req: m.Req, Node: c.node, Conns: c.local.localConns(m.User)})
 	case "status":
-		s.sendControl(c.Reply, controlMessage{Type: "reply", Req: c.Req, Node: s.node, Status: s.localStatus()})
+		c.send(m.Reply, controlMessage{Type: "reply", Req: m.Req, Node: c.node, Status: c.local.localStatus()})
 	case "disconnect":
-		n := s.disconnectLocal(c.User, c.Reason)
-		s.sendControl(c.Reply, controlMessage{Type: "reply", Req: c.Req, Node: s.node, Count: n})
+		n := c.local.disconnectLocal(m.User, m.Reason)
+		c.send(m.Reply, controlMessage{Type: "reply", Req: m.Req, Node: c.node, Count: n})
 	case "prefs":
-		f, err := protocols.ParseTypeFilter(c.Reason)
+		f, err := protocols.ParseTypeFilter(m.Reason)
 		if err != nil {
-			s.log.Warn("bad preferences in control message", "user", c.User, "err", err)
+			c.log.Warn("bad preferences in control message", "user", m.User, "err", err)
 			return
 		}
-		s.applyPreferences(c.User, f)
+		c.local.applyPreferences(m.User, f)
 	case "reply":
-		if v, ok := s.pending.Load(c.Req); ok {
+		if v, ok := c.pending.Load(m.Req); ok {
 			r := v.(*replies)
 			r.mu.Lock()
-			r.got = append(r.got, c)
+			r.got = append(r.got, m)
 			r.mu.Unlock()
 		}
 	}
 }
 
-func (s *Server) sendControl(channel string, c controlMessage) {
+// send publishes m on channel (nothing when channel is empty).
+func (c *controlPlane) send(channel string, m controlMessage) {
 	if channel == "" {
 		return
 	}
-	b, _ := json.Marshal(c)
+	b, _ := json.Marshal(m)
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	if _, err := s.broker.Publish(ctx, channel, b, fanout.PublishOptions{}); err != nil {
-		s.log.Warn("control message not sent", "channel", channel, "type", c.Type, "err", err)
+	if _, err := c.broker.Publish(ctx, channel, b, fanout.PublishOptions{}); err != nil {
+		c.log.Warn("control message not sent", "channel", channel, "type", m.Type, "err", err)
 	}
 }
 
 // ask sends an admin request to every node and gathers the answers that
 // arrive within controlReplyWindow.
-func (s *Server) ask(c controlMessage) []controlMessage {
-	c.Req = s.node + "." + strconv.FormatUint(s.nextID.Add(1), 10)
-	c.Reply = s.control
+func (c *controlPlane) ask(m controlMessage) []controlMessage {
+	m.Req = c.node + "." + strconv.FormatUint(c.nextReq.Add(1), 10)
+	m.Reply = c.channel
 	r := &replies{}
-	s.pending.Store(c.Req, r)
-	defer s.pending.Delete(c.Req)
-	s.sendControl(controlAll, c)
+	c.pending.Store(m.Req, r)
+	defer c.pending.Delete(m.Req)
+	c.send(controlAll, m)
 	time.Sleep(controlReplyWindow)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -132,9 +167,20 @@ func (s *Server) ask(c controlMessage) []controlMessage {
 }
 
 // evictRemote asks the node holding connection conn to close it.
-func (s *Server) evictRemote(user, conn string) {
+func (c *controlPlane) evictRemote(user, conn string) {
 	node, _, _ := strings.Cut(conn, ".")
-	s.sendControl("herald.node."+node, controlMessage{Type: "evict", User: user, Conn: conn})
+	c.send("herald.node."+node, controlMessage{Type: "evict", User: user, Conn: conn})
+}
+
+// The Server answers the control plane about itself.
+var _ localNode = (*Server)(nil)
+
+// evictLocal closes connection conn of user if this node holds it.
+func (s *Server) evictLocal(user, conn string) {
+	if sess := s.adm.find(user, conn); sess != nil {
+		s.log.Info("evicting oldest connection", "user", user, "session", sess.ID(), "by", "another node")
+		sess.Close(protocols.CloseReplaced)
+	}
 }
 
 // localConns lists this node's connections of user ("" for all).

@@ -109,7 +109,7 @@ func (s *Server) handlePreferences(ctx *fasthttp.RequestCtx, user string) {
 			}
 		}
 		// Every node (this one included) applies them to live connections.
-		s.sendControl(controlAll, controlMessage{Type: "prefs", User: user, Reason: f.String()})
+		s.control.send(controlAll, controlMessage{Type: "prefs", User: user, Reason: f.String()})
 		s.applyPreferences(user, f)
 		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"user_id": user, "types": typesOf(f)})
 	default:

@@ -2,21 +2,33 @@ package edge
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
+
+// router is the HTTP layer of the main listener: the fasthttp server and
+// the dispatch of each path to the part that serves it. It holds no state
+// of its own beyond the server; connects, the publish, history and
+// preferences API, readiness and the development pages are the node's,
+// /admin/* the admin API's.
+type router struct {
+	http        *fasthttp.Server        // the main listener's server; its Handler is route
+	node        *Server                 // serves everything but /admin/* and /metrics
+	admin       *adminAPI               // /admin/* when adminOnMain
+	metrics     fasthttp.RequestHandler // /metrics when adminOnMain
+	adminOnMain bool                    // admin.listen is unset: /admin/* and /metrics are served here
+	dev         bool                    // dev.enabled: the demo page and /dev/* endpoints
+}
 
 // route dispatches a request. Paths match the Django Channels guide so
 // existing clients work (the trailing slash is optional).
-func (s *Server) route(ctx *fasthttp.RequestCtx) {
+func (r *router) route(ctx *fasthttp.RequestCtx) {
+	s := r.node
 	switch string(ctx.Path()) {
 	case "/ws/notifications/", "/ws/notifications":
 		s.handleWS(ctx)
@@ -37,19 +49,19 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	case "/readyz":
 		s.handleReady(ctx)
 	case "/metrics":
-		if s.cfg.Admin.Listen != "" {
+		if !r.adminOnMain {
 			writeError(ctx, fasthttp.StatusNotFound, "not_found", "metrics are served on admin.listen")
 			return
 		}
-		s.metricsHandler(ctx)
+		r.metrics(ctx)
 	case "/":
-		if s.cfg.Dev.Enabled {
+		if r.dev {
 			s.handleDemoPage(ctx)
 			return
 		}
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint (the demo page needs dev.enabled)")
 	case "/dev/token", "/dev/demo/upload":
-		if !s.cfg.Dev.Enabled || !ctx.IsPost() {
+		if !r.dev || !ctx.IsPost() {
 			writeError(ctx, fasthttp.StatusNotFound, "not_found", "development endpoints need dev.enabled and POST")
 			return
 		}
@@ -69,51 +81,21 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 				return
 			}
 		}
-		if bytes.HasPrefix(ctx.Path(), []byte("/admin/")) && s.cfg.Admin.Listen == "" {
-			s.routeAdmin(ctx)
+		if bytes.HasPrefix(ctx.Path(), []byte("/admin/")) && r.adminOnMain {
+			r.admin.route(ctx)
 			return
 		}
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
 	}
 }
 
-// metricsHandler serves the node's Prometheus metrics.
-func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
-	s.metricsOnce.Do(func() {
-		s.metricsHTTP = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
-	})
-	s.metricsHTTP(ctx)
-}
-
-// handleReady reports whether the broker is usable, per shard when the
-// broker can tell.
-func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
-	out := map[string]any{"status": "ok", "broker": s.cfg.Fanout.Broker}
-	status := fasthttp.StatusOK
-	if s.draining.Load() {
-		out["status"], status = "draining", fasthttp.StatusServiceUnavailable
-	}
-	if hc := s.caps.health; hc != nil {
-		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := hc.Healthy(c)
-		cancel()
-		if err != nil {
-			out["status"], out["error"], status = "unavailable", err.Error(), fasthttp.StatusServiceUnavailable
-		}
-	}
-	if rb := s.caps.shards; rb != nil {
-		out["shards"] = rb.ShardHealth()
-	}
-	writeJSON(ctx, status, out)
-}
-
 // httpError answers requests fasthttp could not parse. A connection that
 // never sent a byte before server.handshake_timeout is closed without a
 // response, as nginx does: browsers open spare connections ahead of need,
 // and one that later carries a request must not read a stale error.
-func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
+func httpError(log *slog.Logger, ctx *fasthttp.RequestCtx, err error) {
 	if nothingRead(err) {
-		s.log.Debug("idle connection closed", "reason", "nothing_sent", "remote", ctx.RemoteAddr().String())
+		log.Debug("idle connection closed", "reason", "nothing_sent", "remote", ctx.RemoteAddr().String())
 		// fasthttp writes whatever this handler sets; closing the socket
 		// first makes that write fail, so the client reads EOF.
 		_ = ctx.Conn().Close()
@@ -122,12 +104,12 @@ func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.As(err, &small):
-		s.log.Info("request refused", "reason", "header_too_large", "remote", ctx.RemoteAddr().String())
+		log.Info("request refused", "reason", "header_too_large", "remote", ctx.RemoteAddr().String())
 		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large", "request head larger than server.read_buffer_size")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 	default:
-		s.log.Debug("bad request", "err", err, "remote", ctx.RemoteAddr().String())
+		log.Debug("bad request", "err", err, "remote", ctx.RemoteAddr().String())
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request")
 	}
 }

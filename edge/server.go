@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/heraldrt/herald/compat"
 	"github.com/heraldrt/herald/config"
@@ -28,40 +30,46 @@ import (
 	"github.com/heraldrt/herald/telemetry"
 )
 
-// Server is one Herald node.
+// Server is one Herald node and its composition root: New builds the
+// broker, the hub, the sessions' environment and the node's settings, and
+// composes the three parts that serve from them — the HTTP routing of the
+// main listener (router), the control plane between nodes (controlPlane)
+// and the admin API (adminAPI). A message flows one way: publish → broker →
+// deliver → hub → session → the session's writer.
 type Server struct {
-	cfg      config.Config
-	log      *slog.Logger
-	broker   fanout.Broker
-	caps     brokerCaps // the broker's optional capabilities, resolved once by New
-	hub      *Hub
-	authv    atomic.Pointer[auth.Verifier] // swapped by Reload
-	env      atomic.Pointer[protocols.Env] // new sessions take the current one
-	http     *fasthttp.Server
-	upgrader websocket.FastHTTPUpgrader
-	orig     atomic.Pointer[originSet]
-	adm      *admission
-	metrics  *telemetry.Metrics
-	tracing  *telemetry.Tracing // nil when tracing is off
-	ingest   *compat.Ingest     // channels_redis ingest, nil when disabled
-	backend  *BackendChecker    // auth.backend_check, nil when disabled
+	// What New built and Shutdown closes.
+	cfg     config.Config // the config the node started with (restart-only keys)
+	log     *slog.Logger  // every line passes the redactor
+	node    string        // random id of this node
+	broker  fanout.Broker
+	caps    brokerCaps // the broker's optional capabilities, resolved once by New
+	hub     *Hub
+	metrics *telemetry.Metrics
+	tracing *telemetry.Tracing // nil when tracing is off
+	ingest  *compat.Ingest     // channels_redis ingest, nil when disabled
+	backend *BackendChecker    // auth.backend_check, nil when disabled
 
+	// The parts New composes.
+	routes  *router       // the main listener's HTTP layer
+	control *controlPlane // cross-node requests over the control channels
+	admin   *adminAPI     // /admin/* and the console
+
+	// Settings in effect; Reload swaps them (reload.go).
 	cur      atomic.Pointer[config.Config] // the config in effect (after reloads)
+	authv    atomic.Pointer[auth.Verifier] // the token verifier
+	env      atomic.Pointer[protocols.Env] // new sessions take the current one
+	orig     atomic.Pointer[originSet]     // server.allowed_origins
 	rules    atomic.Pointer[[]config.RetentionRule]
 	reloadMu sync.Mutex
 
-	adminHTTP   atomic.Pointer[fasthttp.Server]
-	metricsOnce sync.Once
-	metricsHTTP fasthttp.RequestHandler
-
-	done     chan struct{}
-	node     string // random id of this node
-	control  string // this node's control channel
-	nextID   atomic.Uint64
-	pending  sync.Map // admin request id → *replies
-	prefs    preferences
-	draining atomic.Bool
-	live     sync.WaitGroup // sessions whose read loop runs
+	// Connections and their lifetime.
+	upgrader websocket.FastHTTPUpgrader // the WebSocket handshake
+	adm      *admission                 // node/IP/user limits
+	prefs    preferences                // users' type filters cached on this node
+	nextID   atomic.Uint64              // numbers this node's sessions
+	live     sync.WaitGroup             // sessions whose read loop runs
+	draining atomic.Bool                // Shutdown has begun
+	done     chan struct{}              // closed by Shutdown; stops housekeeping
 }
 
 // Option adjusts how New builds a Server.
@@ -87,7 +95,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		s.tracing = tr
 	}
 	s.hub = NewHub(s.tracing)
-	s.control = "herald.node." + s.node
 	s.metrics = telemetry.NewMetrics()
 	s.cur.Store(&cfg)
 	v, err := newVerifier(cfg, log)
@@ -101,6 +108,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	s.broker, s.caps = b, caps
+	s.control = newControlPlane(s.node, b, s, log)
 	if caps.redis != nil {
 		s.metrics.RegisterRedis(caps.redis)
 	}
@@ -136,7 +144,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	// Other nodes reach this one on its control channel (eviction of a
 	// user's oldest connection, admin requests) and all nodes on the shared
 	// one (admin broadcasts).
-	if err := b.Subscribe(ctx, s.control, controlAll); err != nil {
+	if err := b.Subscribe(ctx, s.control.channels()...); err != nil {
 		s.closeIngest()
 		b.Close()
 		return nil, fmt.Errorf("subscribe control channels: %w", err)
@@ -183,8 +191,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Subprotocols:    []string{envelopeSubprotocol},
 		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // checked before Upgrade
 	}
-	s.http = &fasthttp.Server{
-		Handler:        s.route,
+	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	s.admin = &adminAPI{key: cfg.Admin.Key, node: s.node, control: s.control, broker: b, hub: s.hub,
+		publish: s, maxBody: cfg.API.MaxBodyBytes, metrics: metrics, log: log, timeout: cfg.Server.HandshakeTimeout}
+	s.routes = &router{node: s, admin: s.admin, metrics: metrics, adminOnMain: cfg.Admin.Listen == "", dev: cfg.Dev.Enabled}
+	s.routes.http = &fasthttp.Server{
+		Handler:        s.routes.route,
 		Name:           "herald",
 		ReadBufferSize: cfg.Server.ReadBufferSize,
 		ReadTimeout:    cfg.Server.HandshakeTimeout,
@@ -198,7 +210,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		NoDefaultServerHeader: true,
 		NoDefaultDate:         true,
 		CloseOnShutdown:       true,
-		ErrorHandler:          s.httpError,
+		ErrorHandler:          func(ctx *fasthttp.RequestCtx, err error) { httpError(log, ctx, err) },
 		Logger:                slogPrintf{log},
 		// fasthttp would quote the raw request head (API key, tokens,
 		// cookies) in its parse errors; the redactor is the second line.
@@ -206,6 +218,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	go s.housekeeping()
 	return s, nil
+}
+
+// deliver is the broker's handler: messages on the control channels go to
+// the control plane, on their own goroutine; every other message goes to
+// the hub.
+func (s *Server) deliver(m *fanout.Message) {
+	if s.control.isControl(m.Channel) {
+		go s.control.onMessage(m.Data)
+		return
+	}
+	s.hub.Deliver(m)
 }
 
 // housekeeping runs periodic maintenance until Shutdown.
@@ -304,7 +327,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		ln = tln
 	}
-	err := s.http.Serve(ln)
+	err := s.routes.http.Serve(ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
@@ -321,7 +344,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.done)
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- s.http.ShutdownWithContext(ctx) }()
+	go func() { httpDone <- s.routes.http.ShutdownWithContext(ctx) }()
 
 	sessions := s.hub.Sessions()
 	window := s.cfg.Server.ReconnectWindow
@@ -367,13 +390,33 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.env.Load().Writers.Close()
 	s.verifier().Close()
-	if a := s.adminHTTP.Load(); a != nil {
-		_ = a.ShutdownWithContext(ctx)
-	}
+	s.admin.shutdown(ctx)
 	if err := s.tracing.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown tracing: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// handleReady reports whether the broker is usable, per shard when the
+// broker can tell.
+func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
+	out := map[string]any{"status": "ok", "broker": s.cfg.Fanout.Broker}
+	status := fasthttp.StatusOK
+	if s.draining.Load() {
+		out["status"], status = "draining", fasthttp.StatusServiceUnavailable
+	}
+	if hc := s.caps.health; hc != nil {
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := hc.Healthy(c)
+		cancel()
+		if err != nil {
+			out["status"], out["error"], status = "unavailable", err.Error(), fasthttp.StatusServiceUnavailable
+		}
+	}
+	if rb := s.caps.shards; rb != nil {
+		out["shards"] = rb.ShardHealth()
+	}
+	writeJSON(ctx, status, out)
 }
 
 // slogPrintf adapts slog to fasthttp's Logger.
