@@ -44,7 +44,11 @@ type clientConn struct {
 	spec dialSpec
 	f    *Fleet
 
-	cursor string // last cursor seen (read goroutine only)
+	// Read goroutine only:
+	cursor     string        // last cursor seen
+	target     int           // index of this session's reconnect target, -1: its own target
+	retryHint  time.Duration // reconnect delay the server asked for
+	discReason string        // reason of the server's disconnect event
 
 	mu      sync.Mutex
 	nc      net.Conn
@@ -53,6 +57,10 @@ type clientConn struct {
 	dropped bool // the fleet closed it on purpose (resume/churn)
 	bcast   SeqTracker
 	user    SeqTracker
+	// movedNS is when the connection was first established on a
+	// reconnect target (unix ns, 0: not yet), movedTo which one.
+	movedNS int64
+	movedTo int
 }
 
 // run connects and reads until ctx ends. first receives the outcome of the
@@ -77,7 +85,7 @@ func (c *clientConn) run(ctx context.Context, first chan<- error) {
 			c.dropped = false
 			c.mu.Unlock()
 			if !dropped {
-				c.f.addError(errorCause("disconnect", err))
+				c.f.addError(c.endCause(err))
 				if !c.f.spec.ReconnectOnLoss {
 					return
 				}
@@ -89,6 +97,9 @@ func (c *clientConn) run(ctx context.Context, first chan<- error) {
 		delay := backoff
 		if d := c.f.spec.ReconnectDelay; d > 0 && est {
 			delay = time.Duration(rand.Int64N(int64(d))) + time.Millisecond
+		}
+		if est && c.f.spec.HonorRetry && c.retryHint > 0 {
+			delay = c.retryHint
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -104,11 +115,34 @@ func (c *clientConn) run(ctx context.Context, first chan<- error) {
 	}
 }
 
+// endCause names why an established session ended. With reconnect targets
+// (the storm scenario) the stage says whether the session was on the victim
+// or on a survivor; the reason of the server's disconnect event, if one
+// came, is added.
+func (c *clientConn) endCause(err error) string {
+	stage := "disconnect"
+	if len(c.f.spec.ReconnectTargets) > 0 {
+		stage = "victim disconnect"
+		if c.target >= 0 {
+			stage = "survivor disconnect"
+		}
+	}
+	cause := errorCause(stage, err)
+	if c.discReason != "" {
+		cause += " (disconnect event: " + c.discReason + ")"
+	}
+	return cause
+}
+
 // session opens one socket and reads it until it ends. It reports whether
 // the connection was established (its first message arrived).
 func (c *clientConn) session(ctx context.Context, initial bool, first chan<- error) (bool, error) {
 	t0 := time.Now()
 	spec := c.spec
+	c.retryHint, c.discReason, c.target = 0, "", -1
+	if !initial {
+		spec.host, c.target = c.f.reconnectHost(spec.host)
+	}
 	if c.f.spec.Resume {
 		spec.cursor = c.cursor
 	}
@@ -137,6 +171,9 @@ func (c *clientConn) session(ctx context.Context, initial bool, first chan<- err
 		_ = nc.SetReadDeadline(time.Time{})
 		c.mu.Lock()
 		c.up, c.everUp = true, true
+		if !initial && c.target >= 0 && c.movedNS == 0 {
+			c.movedNS, c.movedTo = time.Now().UnixNano(), c.target
+		}
 		c.mu.Unlock()
 		c.f.up[c.spec.transport].Add(1)
 		c.f.connLat[c.spec.transport].Record(c.idx, time.Since(t0).Microseconds())
@@ -208,11 +245,34 @@ func (c *clientConn) handle(p []byte, sseID []byte) {
 		dup = c.user.Observe(m.Seq)
 		c.mu.Unlock()
 	default:
+		if bytes.Contains(p, keyDisconnect) {
+			c.noteDisconnect(p)
+		}
 		return
 	}
 	c.f.msgs.Add(1)
 	if !dup {
 		c.f.lat.Record(c.idx, (now-m.TS)/1000)
+	}
+}
+
+var (
+	keyDisconnect = []byte(`"type":"disconnect"`)
+	keyReason     = []byte(`"reason":"`)
+	keyRetryMS    = []byte(`"retry_ms":`)
+)
+
+// noteDisconnect remembers the reason and the retry hint of the server's
+// final disconnect event.
+func (c *clientConn) noteDisconnect(p []byte) {
+	if i := bytes.Index(p, keyReason); i >= 0 {
+		rest := p[i+len(keyReason):]
+		if j := bytes.IndexByte(rest, '"'); j >= 0 {
+			c.discReason = string(rest[:j])
+		}
+	}
+	if ms, ok := numberAfter(p, keyRetryMS); ok && ms > 0 {
+		c.retryHint = time.Duration(ms) * time.Millisecond
 	}
 }
 

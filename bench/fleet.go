@@ -40,6 +40,15 @@ type FleetSpec struct {
 	// ReconnectDelay is the upper bound of the random pause before a
 	// dropped connection reconnects.
 	ReconnectDelay time.Duration
+	// ReconnectTargets, when set, are where connections go when they
+	// reconnect (the storm scenario's survivors), taken round-robin as a
+	// load balancer would; the first connect still uses Targets.
+	ReconnectTargets []string
+	// HonorRetry makes a connection the server closed wait the reconnect
+	// delay its final disconnect event asked for (retry_ms), as Herald's
+	// JavaScript client does, instead of ReconnectDelay. (The SSE stream's
+	// "retry:" field, which a bare EventSource would wait, is ignored.)
+	HonorRetry bool
 	// Concurrency bounds connects in flight.
 	Concurrency int
 	// Rate is this fleet's connects per second (0: as fast as possible).
@@ -96,6 +105,23 @@ type FleetResult struct {
 	DrainedIn time.Duration `json:"drained_in"`
 }
 
+// MoveStatus is where a fleet's connections stand in a storm: how many
+// were ever established, how many are established on a reconnect target
+// (moved), and optionally when each moved.
+type MoveStatus struct {
+	// Total is the number of connections established at least once.
+	Total int `json:"total"`
+	// Moved is the number established (at least once) on a reconnect
+	// target after the first connect.
+	Moved int `json:"moved"`
+	// PerTarget[i] counts the moved connections whose first session on a
+	// reconnect target was on ReconnectTargets[i].
+	PerTarget []int `json:"per_target"`
+	// Times are the unix nanoseconds at which each moved connection was
+	// first established on a reconnect target (only when asked for).
+	Times []int64 `json:"times,omitempty"`
+}
+
 // Fleet holds a share of a run's connections in this process.
 type Fleet struct {
 	spec  FleetSpec
@@ -117,6 +143,8 @@ type Fleet struct {
 
 	dmu      sync.Mutex
 	dropStop chan struct{}
+
+	next atomic.Uint64 // round-robin over ReconnectTargets
 }
 
 // NewFleet builds the fleet's connections and signs their tokens (signing
@@ -342,6 +370,44 @@ func (f *Fleet) Finish(exp Expectations) FleetResult {
 		res.Receivers++
 	}
 	return res
+}
+
+// Moved reports how many connections were established on a reconnect
+// target, and when (withTimes).
+func (f *Fleet) Moved(withTimes bool) MoveStatus {
+	st := MoveStatus{PerTarget: make([]int, len(f.spec.ReconnectTargets))}
+	for _, c := range f.conns {
+		c.mu.Lock()
+		ever, at, to := c.everUp, c.movedNS, c.movedTo
+		c.mu.Unlock()
+		if !ever {
+			continue
+		}
+		st.Total++
+		if at == 0 {
+			continue
+		}
+		st.Moved++
+		if to >= 0 && to < len(st.PerTarget) {
+			st.PerTarget[to]++
+		}
+		if withTimes {
+			st.Times = append(st.Times, at)
+		}
+	}
+	return st
+}
+
+// reconnectHost picks the host of a reconnect: the next reconnect target,
+// or the connection's own target when there are none. The index is -1 for
+// the connection's own target.
+func (f *Fleet) reconnectHost(own string) (string, int) {
+	ts := f.spec.ReconnectTargets
+	if len(ts) == 0 {
+		return own, -1
+	}
+	i := int((f.next.Add(1) - 1) % uint64(len(ts)))
+	return ts[i], i
 }
 
 // Close closes every connection and waits for their goroutines.

@@ -24,10 +24,16 @@ const (
 	// ScenarioResume drops connections and reconnects them with their
 	// cursor while publishing; nothing may be lost or duplicated.
 	ScenarioResume = "resume"
+	// ScenarioStorm holds every connection on one victim node (Targets),
+	// resuming with cursors, while publishing through a surviving node;
+	// then signals the victim (StormSignal) and measures how the clients
+	// move to the survivors (StormTargets): time until they are back,
+	// refusals, and exact loss and duplication across the move.
+	ScenarioStorm = "storm"
 )
 
 // Scenarios lists the valid scenario names.
-var Scenarios = []string{ScenarioIdle, ScenarioBroadcast, ScenarioPerUser, ScenarioMixed, ScenarioChurn, ScenarioResume}
+var Scenarios = []string{ScenarioIdle, ScenarioBroadcast, ScenarioPerUser, ScenarioMixed, ScenarioChurn, ScenarioResume, ScenarioStorm}
 
 // Options configure a run. Zero values mean the defaults applied by
 // Defaults.
@@ -83,6 +89,21 @@ type Options struct {
 	// ReconnectDelay bounds the random pause before a reconnect.
 	ReconnectDelay time.Duration `json:"reconnect_delay,omitempty"`
 
+	// StormTargets are the surviving nodes of the storm scenario: clients
+	// of the victim reconnect to them, spread round-robin as a load
+	// balancer would, and the publisher publishes through them.
+	StormTargets []string `json:"storm_targets,omitempty"`
+	// StormPID is the victim's process id, signalled by the storm scenario.
+	StormPID int `json:"storm_pid,omitempty"`
+	// StormSignal is "term" (SIGTERM: Herald drains over
+	// server.reconnect_window) or "kill" (SIGKILL: a crash).
+	StormSignal string `json:"storm_signal,omitempty"`
+	// StormAfter is how long publishing runs before the signal, and again
+	// after every connection is back, before publishing stops.
+	StormAfter time.Duration `json:"storm_after,omitempty"`
+	// StormWait bounds the wait for every connection to be back.
+	StormWait time.Duration `json:"storm_wait,omitempty"`
+
 	// SrcBase is the first client source address (127.0.0.2); later ones
 	// count up from it. Empty: let the kernel choose.
 	SrcBase string `json:"src_base"`
@@ -125,6 +146,8 @@ func (o Options) Defaults() Options {
 			o.UserRate = 100
 		case ScenarioMixed, ScenarioResume:
 			o.BroadcastRate, o.UserRate = 5, 50
+		case ScenarioStorm:
+			o.BroadcastRate, o.UserRate = 2, 100
 		}
 	}
 	if o.PublishConcurrency == 0 {
@@ -144,6 +167,17 @@ func (o Options) Defaults() Options {
 	}
 	if o.ReconnectDelay <= 0 {
 		o.ReconnectDelay = 200 * time.Millisecond
+	}
+	if o.Scenario == ScenarioStorm {
+		if o.StormSignal == "" {
+			o.StormSignal = "term"
+		}
+		if o.StormAfter <= 0 {
+			o.StormAfter = 5 * time.Second
+		}
+		if o.StormWait <= 0 {
+			o.StormWait = 60 * time.Second
+		}
 	}
 	if o.PerIP <= 0 {
 		o.PerIP = 25000
@@ -199,10 +233,52 @@ func (o Options) Validate() error {
 	if o.BroadcastRate < 0 || o.UserRate < 0 || o.Rate < 0 {
 		errs = append(errs, errors.New("rates must not be negative"))
 	}
+	if o.Scenario == ScenarioStorm {
+		errs = append(errs, o.validateStorm()...)
+	}
 	if o.SrcBase != "" && net.ParseIP(o.SrcBase).To4() == nil {
 		errs = append(errs, fmt.Errorf("--src %q is not an IPv4 address", o.SrcBase))
 	}
 	return errors.Join(errs...)
+}
+
+// validateStorm checks the storm scenario's options.
+func (o Options) validateStorm() []error {
+	var errs []error
+	if len(o.Targets) != 1 {
+		errs = append(errs, fmt.Errorf("storm: give exactly one --target (the victim), not %d", len(o.Targets)))
+	}
+	if len(o.StormTargets) == 0 {
+		errs = append(errs, errors.New("storm: give the surviving nodes with --storm-target host:port"))
+	}
+	for _, t := range o.StormTargets {
+		if _, _, err := net.SplitHostPort(t); err != nil {
+			errs = append(errs, fmt.Errorf("storm target %q is not host:port", t))
+		}
+		for _, v := range o.Targets {
+			if t == v {
+				errs = append(errs, fmt.Errorf("storm target %s is the victim (--target)", t))
+			}
+		}
+	}
+	if o.StormPID <= 0 {
+		errs = append(errs, errors.New("storm: give the victim's process id with --storm-pid"))
+	}
+	for _, p := range o.PIDs {
+		if p == o.StormPID {
+			errs = append(errs, fmt.Errorf("storm: --pid %d is the victim; give the survivors' pids (the receiving nodes)", p))
+		}
+	}
+	if _, err := stormSignal(o.StormSignal); err != nil {
+		errs = append(errs, err)
+	}
+	if len(o.FloorTargets) > 0 {
+		errs = append(errs, errors.New("storm: --compare-floor does not apply (the floor has no cursors)"))
+	}
+	if o.BroadcastRate <= 0 && o.UserRate <= 0 {
+		errs = append(errs, errors.New("storm: publish something (--broadcast-rate and/or --user-rate)"))
+	}
+	return errs
 }
 
 // sourceIPs returns n consecutive IPv4 addresses from base.

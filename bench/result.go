@@ -70,7 +70,9 @@ type RunResult struct {
 	Reconnects int64            `json:"reconnects"`
 	Drops      int64            `json:"drops"`
 	Errors     map[string]int64 `json:"errors"`
-	Samples    []Sample         `json:"samples"`
+	// Storm is the storm scenario's outcome (nil for other scenarios).
+	Storm   *StormResult `json:"storm,omitempty"`
+	Samples []Sample     `json:"samples"`
 	// LoadAvg is /proc/loadavg at the start and the end of the run: other
 	// work on the machine skews every figure.
 	LoadAvg [2]string `json:"loadavg"`

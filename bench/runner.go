@@ -27,7 +27,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("herald run: %w", err)
 	}
-	if len(o.FloorTargets) > 0 && o.Scenario != ScenarioResume {
+	if len(o.FloorTargets) > 0 && o.Scenario != ScenarioResume && o.Scenario != ScenarioStorm {
 		// Let the first run's sockets and the machine calm down.
 		select {
 		case <-time.After(2 * time.Second):
@@ -99,13 +99,17 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 			return rr, fmt.Errorf("find own binary for workers: %w", err)
 		}
 	}
-	resume := o.Scenario == ScenarioResume
+	storm := o.Scenario == ScenarioStorm
+	resume := o.Scenario == ScenarioResume || storm
 	churn := o.Scenario == ScenarioChurn
 	for k := range nFleets {
 		spec := FleetSpec{Index: k, Count: nFleets, WS: o.WS, SSE: o.SSE, Targets: targets, SrcIPs: srcs,
 			Secret: o.Secret, UserPrefix: o.UserPrefix, Envelope: resume, Resume: resume,
-			ReconnectOnLoss: resume || churn, ReconnectDelay: o.ReconnectDelay,
+			ReconnectOnLoss: resume || churn, ReconnectDelay: o.ReconnectDelay, HonorRetry: storm,
 			Concurrency: o.Concurrency, Rate: o.Rate / float64(nFleets), Timeout: o.Timeout}
+		if storm {
+			spec.ReconnectTargets = o.StormTargets
+		}
 		var fc fleetClient
 		if remote {
 			w, err := startWorker(exe, spec, logw)
@@ -157,7 +161,7 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 		if err := sleepCtx(ctx, o.Settle); err != nil {
 			return rr, err
 		}
-		if len(pids) > 0 {
+		if len(pids) > 0 && !storm { // in a storm, pids are the survivors: no connections yet
 			rss, _, err := ReadProcs(pids)
 			if err != nil {
 				return rr, err
@@ -185,6 +189,22 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 		if err := sleepCtx(ctx, o.Duration); err != nil {
 			return rr, err
 		}
+	} else if storm {
+		// Publish through the survivors throughout the storm.
+		r.pub = newPublisher(o.StormTargets, o.APIKey, o.PayloadPad, total, 32, pubConcurrency(o), o.UserPrefix)
+		pctx, pcancel := context.WithCancel(ctx)
+		pubDone := make(chan struct{})
+		go func() {
+			defer close(pubDone)
+			r.pub.run(pctx, o.BroadcastRate, o.UserRate, 0, o.Messages)
+		}()
+		st, err := r.storm(ctx)
+		pcancel()
+		<-pubDone
+		rr.Storm = st
+		if err != nil {
+			return rr, err
+		}
 	} else {
 		if resume || churn {
 			for _, f := range r.fleets {
@@ -197,11 +217,7 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 		if o.UserRate > 0 {
 			users = total
 		}
-		conc := o.PublishConcurrency
-		if o.PublishOrdered {
-			conc = 0
-		}
-		r.pub = newPublisher(targets, o.APIKey, o.PayloadPad, users, 32, conc, o.UserPrefix)
+		r.pub = newPublisher(targets, o.APIKey, o.PayloadPad, users, 32, pubConcurrency(o), o.UserPrefix)
 		r.pub.run(ctx, o.BroadcastRate, o.UserRate, o.Duration, o.Messages)
 		for _, f := range r.fleets {
 			if err := f.SetDropping(0); err != nil {
@@ -258,8 +274,20 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 	}
 	rr.Messages, rr.Reconnects, rr.Drops = r.msgs, r.reconnects, r.drops
 	maps.Copy(rr.Errors, r.errs)
+	if rr.Storm != nil {
+		splitStormErrors(rr.Storm, rr.Errors)
+		rr.Storm.ReconnectWS, rr.Storm.ReconnectSSE = Summarize(r.connLat[WS]), Summarize(r.connLat[SSE])
+	}
 	rr.Samples = r.samples
 	return rr, nil
+}
+
+// pubConcurrency is the publisher's concurrency: 0 for ordered mode.
+func pubConcurrency(o Options) int {
+	if o.PublishOrdered {
+		return 0
+	}
+	return o.PublishConcurrency
 }
 
 func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }

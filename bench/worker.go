@@ -77,6 +77,16 @@ func (s *FleetService) SetDropping(rate float64, _ *Empty) error {
 	return nil
 }
 
+// Moved reports the storm's progress (see Fleet.Moved).
+func (s *FleetService) Moved(withTimes bool, reply *MoveStatus) error {
+	f, err := s.fleet()
+	if err != nil {
+		return err
+	}
+	*reply = f.Moved(withTimes)
+	return nil
+}
+
 // Finish drains and accounts (see Fleet.Finish).
 func (s *FleetService) Finish(exp Expectations, reply *FleetResult) error {
 	f, err := s.fleet()
@@ -133,6 +143,7 @@ type fleetClient interface {
 	Connect(tr Transport) (PhaseResult, error)
 	Tick() (Tick, error)
 	SetDropping(rate float64) error
+	Moved(withTimes bool) (MoveStatus, error)
 	Finish(exp Expectations) (FleetResult, error)
 	Close() error
 }
@@ -142,6 +153,7 @@ type localFleet struct{ f *Fleet }
 func (l localFleet) Connect(tr Transport) (PhaseResult, error) { return l.f.Connect(tr), nil }
 func (l localFleet) Tick() (Tick, error)                       { return l.f.Tick() }
 func (l localFleet) SetDropping(rate float64) error            { l.f.SetDropping(rate); return nil }
+func (l localFleet) Moved(withTimes bool) (MoveStatus, error)  { return l.f.Moved(withTimes), nil }
 func (l localFleet) Finish(e Expectations) (FleetResult, error) {
 	return l.f.Finish(e), nil
 }
@@ -211,6 +223,12 @@ func (r *remoteFleet) Tick() (Tick, error) {
 
 func (r *remoteFleet) SetDropping(rate float64) error {
 	return r.call("SetDropping", rate, &Empty{})
+}
+
+func (r *remoteFleet) Moved(withTimes bool) (MoveStatus, error) {
+	var st MoveStatus
+	err := r.call("Moved", withTimes, &st)
+	return st, err
 }
 
 func (r *remoteFleet) Finish(e Expectations) (FleetResult, error) {

@@ -230,11 +230,73 @@ func section(b *strings.Builder, i int, r *bench.Result) {
 		b.WriteString("</tr>")
 	}
 	b.WriteString("</table>")
+	if h.Storm != nil {
+		stormTable(b, h.Storm)
+	}
 	if pub {
 		deliveryTable(b, h, f)
 	}
 	errorsTable(b, h, f)
 	charts(b, h, f)
+}
+
+// stormTable renders the storm scenario's figures: how fast the victim's
+// clients were back on the survivors, refusals and the survivors' load.
+func stormTable(b *strings.Builder, st *bench.StormResult) {
+	secs := func(v float64) string {
+		if v < 0 {
+			return `<span class="bad">not reached</span>`
+		}
+		return fmt.Sprintf("%.2f", v)
+	}
+	fmt.Fprintf(b, `<h3>Reconnect storm: SIG%s to %s (pid %d)</h3><table><tr><th class="l">figure</th><th>value</th></tr>`,
+		esc(strings.ToUpper(st.Signal)), esc(st.Victim), st.VictimPID)
+	backCls := "ok"
+	if !st.AllBack {
+		backCls = "bad"
+	}
+	var refused int64
+	for _, v := range st.Refusals {
+		refused += v
+	}
+	rows := [][2]string{
+		{"connections on the victim at the signal", fmt.Sprintf("%d", st.Connections)},
+		{"back on a survivor", fmt.Sprintf(`<span class="%s">%d</span>`, backCls, st.Back)},
+		{"50 % back (s after the signal)", secs(st.Back50S)},
+		{"99 % back (s)", secs(st.Back99S)},
+		{"100 % back (s)", secs(st.Back100S)},
+		{"victim process exited (s)", secs(st.VictimExitS)},
+		{"refusals (failed reconnects, survivor closes)", zeroCell(true, uint64(refused))},
+		{"reconnect p50 / p99, WS (ms)", fmt.Sprintf("%.2f / %.2f", st.ReconnectWS.P50, st.ReconnectWS.P99)},
+		{"reconnect p50 / p99, SSE (ms)", fmt.Sprintf("%.2f / %.2f", st.ReconnectSSE.P50, st.ReconnectSSE.P99)},
+	}
+	if st.BaseRSSKiB > 0 {
+		rows = append(rows,
+			[2]string{"survivors' RSS at the signal → peak (MiB)", fmt.Sprintf("%.1f → %.1f", float64(st.BaseRSSKiB)/1024, float64(st.PeakRSSKiB)/1024)},
+			[2]string{"survivors' CPU, peak second / average while moving (% of a core)", fmt.Sprintf("%.0f / %.0f", st.PeakCPU, st.MoveCPU)})
+	}
+	for _, s := range st.Survivors {
+		rows = append(rows, [2]string{"moved to " + esc(s), fmt.Sprintf("%d", st.PerSurvivor[s])})
+	}
+	for _, k := range sortedKeys(st.Refusals) {
+		rows = append(rows, [2]string{"refused: " + esc(k), fmt.Sprintf(`<span class="bad">%d</span>`, st.Refusals[k])})
+	}
+	for _, k := range sortedKeys(st.VictimCloses) {
+		rows = append(rows, [2]string{"victim closed: " + esc(k), fmt.Sprintf("%d", st.VictimCloses[k])})
+	}
+	for _, r := range rows {
+		fmt.Fprintf(b, `<tr><td class="l">%s</td><td>%s</td></tr>`, r[0], r[1])
+	}
+	b.WriteString("</table>")
+}
+
+func sortedKeys(m map[string]int64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
 
 func deliveryTable(b *strings.Builder, h, f *bench.RunResult) {

@@ -124,3 +124,36 @@ func TestNiceStepAndFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestReportStormTable renders a storm run: the figures the scenario
+// exists for are on the page, a missed 100 % is flagged, causes escaped.
+func TestReportStormTable(t *testing.T) {
+	rr := sampleRun("herald", 1)
+	rr.Scenario = "storm"
+	rr.Storm = &bench.StormResult{Signal: "kill", Victim: "127.0.0.1:1", VictimPID: 42, Survivors: []string{"127.0.0.1:2", "127.0.0.1:3"},
+		Connections: 90, Back: 89, Back50S: 0.16, Back99S: 0.32, Back100S: -1, VictimExitS: 0.1,
+		PerSurvivor: map[string]int{"127.0.0.1:2": 45, "127.0.0.1:3": 44},
+		Refusals:    map[string]int64{"reconnect: HTTP 503 <x>": 3}, VictimCloses: map[string]int64{"closed by server (EOF)": 90},
+		BaseRSSKiB:  2048, PeakRSSKiB: 4096, PeakCPU: 80, MoveCPU: 50}
+	r := &bench.Result{Options: bench.Options{Label: "storm", Scenario: "storm", WS: 60, SSE: 30}, Herald: rr}
+	var buf bytes.Buffer
+	if err := Write(&buf, []*bench.Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{"Reconnect storm: SIGKILL to 127.0.0.1:1 (pid 42)", "<td>0.32</td>", `<span class="bad">not reached</span>`,
+		`<span class="bad">89</span>`, "refused: reconnect: HTTP 503 &lt;x&gt;", "moved to 127.0.0.1:3</td><td>44", "2.0 → 4.0", "80 / 50"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("storm report lacks %q", want)
+		}
+	}
+	d := xml.NewDecoder(strings.NewReader(page))
+	d.Strict = true
+	for {
+		if _, err := d.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("report is not well-formed: %v", err)
+		}
+	}
+}

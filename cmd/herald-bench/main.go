@@ -6,6 +6,8 @@
 //
 //	herald-bench --scenario broadcast --target 127.0.0.1:18000 --pid $PID --ws 10000 --broadcast-rate 20 \
 //	    [--compare-floor 127.0.0.1:18100 --floor-pid $FPID] --out r.json --html r.html
+//	herald-bench --scenario storm --target 127.0.0.1:18001 --storm-pid $VICTIM --storm-target 127.0.0.1:18002 \
+//	    --storm-target 127.0.0.1:18003 --pid $S2 --pid $S3 --ws 12000 --sse 6000 --storm-signal term|kill
 //	herald-bench report --html index.html r1.json r2.json ...   combine result files into one report
 //	herald-bench serve-herald --config configs/dev.yaml --pprof 127.0.0.1:6060   Herald in-process with pprof
 //
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var cpuProfile string
 	fs := pflag.NewFlagSet("herald-bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.Scenario, "scenario", "idle", "idle, broadcast, per-user, mixed, churn or resume")
+	fs.StringVar(&o.Scenario, "scenario", "idle", "idle, broadcast, per-user, mixed, churn, resume or storm")
 	fs.StringVar(&o.Label, "label", "", "name of the run in reports (default: the scenario)")
 	fs.StringSliceVar(&o.Targets, "target", []string{"127.0.0.1:8000"}, "Herald node host:port (repeatable; connections are spread over them)")
 	fs.IntSliceVar(&o.PIDs, "pid", nil, "local server pid whose RSS/CPU to sample (repeatable)")
@@ -78,6 +81,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "longest wait for messages after publishing stops")
 	fs.Float64Var(&o.DropRate, "drop-rate", 0, "connections dropped per second in resume/churn (default: each about once per 20 s)")
 	fs.DurationVar(&o.ReconnectDelay, "reconnect-delay", 200*time.Millisecond, "upper bound of the random pause before a reconnect")
+	fs.StringSliceVar(&o.StormTargets, "storm-target", nil, "storm: surviving node host:port (repeatable); the victim's clients reconnect to them round-robin and publishing goes through them")
+	fs.IntVar(&o.StormPID, "storm-pid", 0, "storm: the victim's pid (the --target node), signalled by the tool")
+	fs.StringVar(&o.StormSignal, "storm-signal", "term", "storm: term (SIGTERM, Herald drains over server.reconnect_window) or kill (SIGKILL)")
+	fs.DurationVar(&o.StormAfter, "storm-after", 5*time.Second, "storm: publishing before the signal, and again after everyone is back")
+	fs.DurationVar(&o.StormWait, "storm-wait", 60*time.Second, "storm: longest wait for every connection to be back on a survivor")
 	fs.StringVar(&o.SrcBase, "src", "127.0.0.2", "first client source address (later ones count up); empty: kernel's choice")
 	fs.IntVar(&o.PerIP, "per-ip", 25000, "most connections per source address")
 	fs.IntVar(&o.MaxPerWorker, "max-per-worker", 15000, "most connections per process; more start worker processes")
@@ -196,6 +204,9 @@ func printSummary(w io.Writer, res *bench.Result) {
 			l := r.Latency
 			fmt.Fprintf(w, "  latency   p50 %.2fms p90 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms (%d msgs)\n", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
 		}
+		if st := r.Storm; st != nil {
+			printStorm(w, st)
+		}
 		if r.Reconnects > 0 || r.Drops > 0 {
 			fmt.Fprintf(w, "  reconnect %d drops, %d reconnects\n", r.Drops, r.Reconnects)
 		}
@@ -205,5 +216,35 @@ func printSummary(w io.Writer, res *bench.Result) {
 	}
 	for k, v := range res.Ratios {
 		fmt.Fprintf(w, "  herald/floor %-20s %.2f\n", k, v)
+	}
+}
+
+func printStorm(w io.Writer, st *bench.StormResult) {
+	secs := func(v float64) string {
+		if v < 0 {
+			return "not reached"
+		}
+		return fmt.Sprintf("%.2fs", v)
+	}
+	fmt.Fprintf(w, "  storm     SIG%s to %s (pid %d): %d/%d back on %d survivors; 50%% %s, 99%% %s, 100%% %s after the signal (victim exited at %s)\n",
+		strings.ToUpper(st.Signal), st.Victim, st.VictimPID, st.Back, st.Connections, len(st.Survivors),
+		secs(st.Back50S), secs(st.Back99S), secs(st.Back100S), secs(st.VictimExitS))
+	for _, s := range st.Survivors {
+		fmt.Fprintf(w, "  storm     %d moved to %s\n", st.PerSurvivor[s], s)
+	}
+	fmt.Fprintf(w, "  storm     reconnect p50/p99: WS %.1f/%.1fms, SSE %.1f/%.1fms\n",
+		st.ReconnectWS.P50, st.ReconnectWS.P99, st.ReconnectSSE.P50, st.ReconnectSSE.P99)
+	if st.BaseRSSKiB > 0 {
+		fmt.Fprintf(w, "  storm     survivors: RSS %.1f → peak %.1f MiB, CPU peak %.0f%%, %.0f%% average while moving (of one core)\n",
+			float64(st.BaseRSSKiB)/1024, float64(st.PeakRSSKiB)/1024, st.PeakCPU, st.MoveCPU)
+	}
+	var refused int64
+	for k, v := range st.Refusals {
+		refused += v
+		fmt.Fprintf(w, "  storm     refused %6d × %s\n", v, k)
+	}
+	fmt.Fprintf(w, "  storm     refusals %d\n", refused)
+	for k, v := range st.VictimCloses {
+		fmt.Fprintf(w, "  storm     victim closed %6d × %s\n", v, k)
 	}
 }

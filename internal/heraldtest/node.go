@@ -169,6 +169,10 @@ func (n *Node) Exited() <-chan struct{} { return n.proc.Exited() }
 // Addr returns the node's "127.0.0.1:port".
 func (n *Node) Addr() string { return n.addr }
 
+// PID returns the process id of the node's current run, for a test that
+// signals it by itself (a load tool, for example).
+func (n *Node) PID() int { return n.proc.PID() }
+
 // Log returns what the node wrote to stdout and stderr so far (all runs).
 func (n *Node) Log() string {
 	b, _ := os.ReadFile(n.logPath)

@@ -57,6 +57,17 @@ func (h *Handle) Exited() <-chan struct{} {
 	return h.exit
 }
 
+// PID returns the process id of the current run (0 before the first
+// Start).
+func (h *Handle) PID() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil || h.cmd.Process == nil {
+		return 0
+	}
+	return h.cmd.Process.Pid
+}
+
 // Send sends sig to the running process without waiting (SIGSTOP,
 // SIGCONT, SIGHUP...).
 func (h *Handle) Send(sig os.Signal) error {
