@@ -134,7 +134,7 @@ func TestReportStormTable(t *testing.T) {
 		Connections: 90, Back: 89, Back50S: 0.16, Back99S: 0.32, Back100S: -1, VictimExitS: 0.1,
 		PerSurvivor: map[string]int{"127.0.0.1:2": 45, "127.0.0.1:3": 44},
 		Refusals:    map[string]int64{"reconnect: HTTP 503 <x>": 3}, VictimCloses: map[string]int64{"closed by server (EOF)": 90},
-		BaseRSSKiB:  2048, PeakRSSKiB: 4096, PeakCPU: 80, MoveCPU: 50}
+		BaseRSSKiB: 2048, PeakRSSKiB: 4096, PeakCPU: 80, MoveCPU: 50}
 	r := &bench.Result{Options: bench.Options{Label: "storm", Scenario: "storm", WS: 60, SSE: 30}, Herald: rr}
 	var buf bytes.Buffer
 	if err := Write(&buf, []*bench.Result{r}); err != nil {
