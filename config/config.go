@@ -34,7 +34,7 @@ type Config struct {
 	Server  Server                  `koanf:"server"`
 	Auth    Auth                    `koanf:"auth"`
 	API     API                     `koanf:"api"`
-	Fanout  Fanout                  `koanf:"fanout"`
+	Fanout  fanout.Config           `koanf:"fanout"`
 	History History                 `koanf:"history"`
 	Stream  Stream                  `koanf:"stream"`
 	Limits  Limits                  `koanf:"limits"`
@@ -153,14 +153,6 @@ type API struct {
 	MaxBatch int `koanf:"max_batch"`
 	// IdempotencyWindow is how long idempotency keys are remembered.
 	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
-}
-
-// Fanout selects and configures the broker.
-type Fanout struct {
-	// Broker is "memory" (one node) or "redis" (many nodes).
-	Broker string `koanf:"broker"`
-	// Redis configures the Redis broker.
-	Redis fanout.RedisConfig `koanf:"redis"`
 }
 
 // History configures per-channel history used for resume.
@@ -327,14 +319,10 @@ func Default() Config {
 			CookieName:   "herald_token",
 			QueryParam:   "token",
 		},
-		Compat: Compat{ChannelsRedis: DefaultChannelsRedis()},
-		API:    API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: 5 * time.Minute},
-		Fanout: Fanout{Broker: "memory", Redis: fanout.RedisConfig{
-			Prefix: "herald:", DialTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second,
-			Partitions: 16, MetaTTL: 7 * 24 * time.Hour, QueueSize: 65536, ProbeInterval: 5 * time.Second,
-			Sentinel: fanout.RedisSentinelConfig{RefreshInterval: 2 * time.Second},
-		}},
-		History: History{Size: 100, TTL: 10 * time.Minute},
+		Compat:  Compat{ChannelsRedis: DefaultChannelsRedis()},
+		API:     API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: fanout.DefaultIdempotencyWindow},
+		Fanout:  fanout.DefaultConfig(),
+		History: History{Size: fanout.DefaultHistorySize, TTL: fanout.DefaultHistoryTTL},
 		Stream: Stream{
 			WriteTimeout:   10 * time.Second,
 			WSPingInterval: 25 * time.Second,
@@ -597,12 +585,8 @@ func (c *Config) Validate() error {
 		bad("api.max_batch", "must be between 1 and 100000, got %d", c.API.MaxBatch)
 	}
 	between("api.idempotency_window", c.API.IdempotencyWindow, time.Second, 24*time.Hour, false)
-	switch c.Fanout.Broker {
-	case "memory":
-	case "redis":
-		validateRedis(c.Fanout.Redis, bad)
-	default:
-		bad("fanout.broker", "must be memory or redis, got %q", c.Fanout.Broker)
+	if err := c.Fanout.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.History.Size < 1 || c.History.Size > 1_000_000 {
 		bad("history.size", "must be between 1 and 1000000, got %d", c.History.Size)
@@ -665,9 +649,6 @@ func (c *Config) Validate() error {
 	between("limits.idle_timeout", c.Limits.IdleTimeout, 100*time.Millisecond, 30*24*time.Hour, true)
 	between("limits.max_lifetime", c.Limits.MaxLifetime, time.Second, 30*24*time.Hour, true)
 	between("limits.token_expiring_lead", c.Limits.TokenExpiringLead, 0, time.Hour, false)
-	between("fanout.redis.dial_timeout", c.Fanout.Redis.DialTimeout, 10*time.Millisecond, time.Minute, false)
-	between("fanout.redis.command_timeout", c.Fanout.Redis.CommandTimeout, 10*time.Millisecond, time.Minute, false)
-	between("fanout.redis.probe_interval", c.Fanout.Redis.ProbeInterval, 100*time.Millisecond, 5*time.Minute, false)
 	if err := c.Tracing.Validate(); err != nil {
 		errs = append(errs, err)
 	}

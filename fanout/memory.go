@@ -34,13 +34,13 @@ func (c *MemoryConfig) retention(channel string) (int, time.Duration) {
 
 func (c *MemoryConfig) applyDefaults() {
 	if c.HistorySize <= 0 {
-		c.HistorySize = 100
+		c.HistorySize = DefaultHistorySize
 	}
 	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = 10 * time.Minute
+		c.HistoryTTL = DefaultHistoryTTL
 	}
 	if c.IdempotencyWindow <= 0 {
-		c.IdempotencyWindow = 5 * time.Minute
+		c.IdempotencyWindow = DefaultIdempotencyWindow
 	}
 }
 

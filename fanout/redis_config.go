@@ -16,8 +16,8 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// RedisConfig configures the Redis broker. Zero values mean the documented
-// defaults. Exactly one of Shards and Cluster must be set.
+// RedisConfig configures the Redis broker (section "fanout.redis"). Zero
+// values mean the defaults of DefaultRedisConfig. Exactly one of Shards and Cluster must be set.
 type RedisConfig struct {
 	// Shards are independent Redis servers, "host:port". Each channel lives
 	// on the shard ShardIndex picks.
@@ -73,39 +73,45 @@ type RedisConfig struct {
 	ProbeInterval time.Duration `koanf:"probe_interval"`
 }
 
+// applyDefaults sets each zero field to its default (DefaultRedisConfig,
+// DefaultHistorySize, ...).
 func (c *RedisConfig) applyDefaults() {
+	d := DefaultRedisConfig()
 	if c.Prefix == "" {
-		c.Prefix = "herald:"
+		c.Prefix = d.Prefix
 	}
 	if c.DialTimeout <= 0 {
-		c.DialTimeout = 2 * time.Second
+		c.DialTimeout = d.DialTimeout
 	}
 	if c.CommandTimeout <= 0 {
-		c.CommandTimeout = 2 * time.Second
+		c.CommandTimeout = d.CommandTimeout
 	}
 	if c.Partitions <= 0 {
-		c.Partitions = 16
+		c.Partitions = d.Partitions
 	}
 	if c.HistorySize <= 0 {
-		c.HistorySize = 100
+		c.HistorySize = DefaultHistorySize
 	}
 	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = 10 * time.Minute
+		c.HistoryTTL = DefaultHistoryTTL
 	}
 	if c.MetaTTL <= 0 {
-		c.MetaTTL = 7 * 24 * time.Hour
+		c.MetaTTL = d.MetaTTL
 	}
 	if c.MetaTTL < c.HistoryTTL {
 		c.MetaTTL = c.HistoryTTL
 	}
 	if c.IdempotencyWindow <= 0 {
-		c.IdempotencyWindow = 5 * time.Minute
+		c.IdempotencyWindow = DefaultIdempotencyWindow
 	}
 	if c.QueueSize <= 0 {
-		c.QueueSize = 65536
+		c.QueueSize = d.QueueSize
 	}
 	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = 5 * time.Second
+		c.ProbeInterval = d.ProbeInterval
+	}
+	if c.Sentinel.RefreshInterval == 0 {
+		c.Sentinel.RefreshInterval = d.Sentinel.RefreshInterval
 	}
 }
 
@@ -280,9 +286,6 @@ func (b *RedisBroker) connectShards(base rueidis.ClientOption, tlsConf *tls.Conf
 				Dialer:                  o.Dialer,
 				ClientName:              o.ClientName,
 				TopologyRefreshInterval: cfg.Sentinel.RefreshInterval,
-			}
-			if o.Sentinel.TopologyRefreshInterval == 0 {
-				o.Sentinel.TopologyRefreshInterval = 2 * time.Second
 			}
 			name = "sentinel:" + set
 			desc = fmt.Sprintf("redis shard %d (sentinel master set %s via %s)", i, set, strings.Join(cfg.Sentinel.Addrs, ","))

@@ -1,0 +1,162 @@
+package fanout
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/heraldrt/herald/internal/confkey"
+)
+
+// Config is the "fanout" configuration section: which broker a node uses
+// and the Redis broker's settings.
+type Config struct {
+	// Broker is "memory" (one node) or "redis" (many nodes).
+	Broker string `koanf:"broker"`
+	// Redis configures the Redis broker.
+	Redis RedisConfig `koanf:"redis"`
+}
+
+// History and idempotency defaults shared by both brokers (and by the
+// history.size, history.ttl and api.idempotency_window keys).
+const (
+	// DefaultHistorySize is how many messages a channel retains.
+	DefaultHistorySize = 100
+	// DefaultHistoryTTL is how long a retained message stays resumable.
+	DefaultHistoryTTL = 10 * time.Minute
+	// DefaultIdempotencyWindow is how long an idempotency key is
+	// remembered.
+	DefaultIdempotencyWindow = 5 * time.Minute
+)
+
+// DefaultConfig returns the section's defaults: the memory broker, and the
+// Redis broker's defaults for when it is chosen.
+func DefaultConfig() Config {
+	return Config{Broker: "memory", Redis: DefaultRedisConfig()}
+}
+
+// DefaultRedisConfig returns the Redis broker's defaults; NewRedis fills
+// a zero field of its RedisConfig from them. No topology is set, and the
+// fields set from other sections (HistorySize, HistoryTTL,
+// IdempotencyWindow) are left zero: NewRedis defaults them to
+// DefaultHistorySize, DefaultHistoryTTL and DefaultIdempotencyWindow.
+func DefaultRedisConfig() RedisConfig {
+	return RedisConfig{
+		Prefix:         "herald:",
+		DialTimeout:    2 * time.Second,
+		CommandTimeout: 2 * time.Second,
+		Partitions:     16,
+		MetaTTL:        7 * 24 * time.Hour,
+		QueueSize:      65536,
+		ProbeInterval:  5 * time.Second,
+		Sentinel:       RedisSentinelConfig{RefreshInterval: 2 * time.Second},
+	}
+}
+
+// Validate checks the section (key "fanout") and returns every problem as
+// a *confkey.Error naming its full key (fanout.redis.shards, ...). The
+// Redis topology is checked only for the redis broker; the Redis timeouts
+// always.
+func (c Config) Validate() error {
+	var l confkey.List
+	switch c.Broker {
+	case "memory":
+	case "redis":
+		c.Redis.validateKeys(&l)
+	default:
+		l.Add("fanout.broker", "must be memory or redis, got %q", c.Broker)
+	}
+	l.Between("fanout.redis.dial_timeout", c.Redis.DialTimeout, 10*time.Millisecond, time.Minute, false)
+	l.Between("fanout.redis.command_timeout", c.Redis.CommandTimeout, 10*time.Millisecond, time.Minute, false)
+	l.Between("fanout.redis.probe_interval", c.Redis.ProbeInterval, 100*time.Millisecond, 5*time.Minute, false)
+	return l.Err()
+}
+
+// validateKeys checks fanout.redis for the redis broker: exactly one
+// topology (shards, cluster or sentinel), addresses, the sentinel section
+// and the TLS files.
+func (r RedisConfig) validateKeys(l *confkey.List) {
+	sentinel := r.Sentinel.enabled()
+	n := 0
+	for _, set := range []bool{len(r.Shards) > 0, len(r.Cluster) > 0, sentinel} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		l.Add("fanout.redis.shards", "set shards, fanout.redis.cluster or fanout.redis.sentinel for the redis broker")
+	case n > 1 && len(r.Cluster) > 0:
+		l.Add("fanout.redis.cluster", "shards, cluster and sentinel are mutually exclusive")
+	case n > 1:
+		l.Add("fanout.redis.sentinel", "shards and sentinel are mutually exclusive (sentinel.master_sets lists the shards)")
+	}
+	hostPorts := func(key string, addrs []string) {
+		for i, a := range addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				l.Add(fmt.Sprintf("%s[%d]", key, i), "%q is not host:port", a)
+			}
+		}
+	}
+	hostPorts("fanout.redis.shards", r.Shards)
+	hostPorts("fanout.redis.cluster", r.Cluster)
+	if sentinel {
+		s := r.Sentinel
+		if len(s.MasterSets) == 0 {
+			l.Add("fanout.redis.sentinel.master_sets", "list one master set name per shard")
+		}
+		seen := make(map[string]bool, len(s.MasterSets))
+		for i, m := range s.MasterSets {
+			switch {
+			case m == "" || strings.ContainsAny(m, " \t\r\n"):
+				l.Add(fmt.Sprintf("fanout.redis.sentinel.master_sets[%d]", i), "%q is not a master set name", m)
+			case seen[m]:
+				l.Add(fmt.Sprintf("fanout.redis.sentinel.master_sets[%d]", i), "%q is listed twice", m)
+			}
+			seen[m] = true
+		}
+		if len(s.Addrs) == 0 {
+			l.Add("fanout.redis.sentinel.addrs", "list at least one sentinel host:port")
+		}
+		hostPorts("fanout.redis.sentinel.addrs", s.Addrs)
+		if s.RefreshInterval < 0 {
+			l.Add("fanout.redis.sentinel.refresh_interval", "must not be negative, got %s", s.RefreshInterval)
+		}
+		if s.Password == "" && s.Username != "" {
+			l.Add("fanout.redis.sentinel.password", "set a password with fanout.redis.sentinel.username")
+		}
+		s.TLS.validateKeys("fanout.redis.sentinel.tls", l)
+	}
+	if r.Password == "" && r.Username != "" {
+		l.Add("fanout.redis.password", "set a password with fanout.redis.username")
+	}
+	r.TLS.validateKeys("fanout.redis.tls", l)
+}
+
+// validateKeys checks an enabled TLS section under key.
+func (t RedisTLSConfig) validateKeys(key string, l *confkey.List) {
+	if !t.Enabled {
+		return
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		l.Add(key+".cert_file", "set both %s.cert_file and key_file, or neither", key)
+	}
+	filesOK := true
+	for _, kf := range [][2]string{
+		{key + ".ca_file", t.CAFile}, {key + ".cert_file", t.CertFile}, {key + ".key_file", t.KeyFile},
+	} {
+		if kf[1] != "" {
+			if _, err := os.Stat(kf[1]); err != nil {
+				l.Add(kf[0], "%v", err)
+				filesOK = false
+			}
+		}
+	}
+	if filesOK && (t.CertFile == "") == (t.KeyFile == "") {
+		if _, err := t.Build(); err != nil {
+			l.Add(key, "%v", err)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package fanout
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/heraldrt/herald/internal/confkey"
+)
+
+// The section's defaults validate; each problem names its full key.
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		mutate func(*Config)
+		key    string
+	}{
+		{func(c *Config) { c.Broker = "kafka" }, "fanout.broker"},
+		{func(c *Config) { c.Broker = "redis" }, "fanout.redis.shards"},
+		{func(c *Config) { c.Broker, c.Redis.Shards = "redis", []string{"nohost"} }, "fanout.redis.shards[0]"},
+		{func(c *Config) { c.Redis.DialTimeout = 0 }, "fanout.redis.dial_timeout"},
+		{func(c *Config) {
+			c.Broker, c.Redis.Sentinel.Addrs = "redis", []string{"127.0.0.1:26379"}
+		}, "fanout.redis.sentinel.master_sets"},
+	} {
+		c := DefaultConfig()
+		tc.mutate(&c)
+		var ke *confkey.Error
+		if err := c.Validate(); !errors.As(err, &ke) || ke.Key != tc.key {
+			t.Errorf("got %v, want an error for %s", err, tc.key)
+		}
+	}
+}
+
+// NewRedis's zero-value defaults are DefaultRedisConfig's, plus the
+// history defaults the history section sets.
+func TestRedisApplyDefaults(t *testing.T) {
+	var got RedisConfig
+	got.applyDefaults()
+	want := DefaultRedisConfig()
+	want.HistorySize, want.HistoryTTL, want.IdempotencyWindow = DefaultHistorySize, DefaultHistoryTTL, DefaultIdempotencyWindow
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("applyDefaults:\n got %+v\nwant %+v", got, want)
+	}
+	m := MemoryConfig{}
+	m.applyDefaults()
+	if m.HistorySize != 100 || m.HistoryTTL != 10*time.Minute || m.IdempotencyWindow != 5*time.Minute {
+		t.Fatalf("memory defaults %+v", m)
+	}
+}
