@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,19 @@ type errHandshake struct {
 
 func (e *errHandshake) Error() string {
 	return fmt.Sprintf("handshake refused: HTTP %d %s", e.status, strings.TrimSpace(e.body))
+}
+
+// reason is the refusal's machine-readable reason, the "error" field of
+// Herald's JSON error body ("history_unavailable", "node_full", ...), or
+// "" when the body is not one (the floor, a proxy's page).
+func (e *errHandshake) reason() string {
+	var body struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(e.body), &body) != nil || len(body.Error) > 64 {
+		return ""
+	}
+	return body.Error
 }
 
 // dial opens a connection and reads the response head. The returned reader
@@ -165,6 +179,9 @@ func errorCause(stage string, err error) string {
 	case err == nil:
 		return stage + ": ok"
 	case errors.As(err, &hs):
+		if r := hs.reason(); r != "" {
+			return fmt.Sprintf("%s: HTTP %d %s", stage, hs.status, r)
+		}
 		return fmt.Sprintf("%s: HTTP %d", stage, hs.status)
 	case errors.Is(err, errClosedByServer):
 		return stage + ": " + err.Error()

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -228,11 +229,16 @@ func TestSlowlorisHandshake(t *testing.T) {
 			}
 		}
 	}()
-	// The server answers (408) or just closes; either way the connection
-	// must be over well before the trickle ends.
+	// The server answers 408 request_timeout (it used to answer 400
+	// "malformed HTTP request", which sent operators after a client bug),
+	// and the connection must be over well before the trickle ends.
 	_ = c.SetReadDeadline(time.Now().Add(trickle + 5*time.Second))
-	_, err = io.Copy(io.Discard, c)
+	var got bytes.Buffer
+	_, err = io.Copy(&got, c)
 	d := time.Since(start)
+	if !strings.HasPrefix(got.String(), "HTTP/1.1 408 ") || !strings.Contains(got.String(), `"error":"request_timeout"`) {
+		t.Errorf("trickling client got %q; want a 408 request_timeout", got.String())
+	}
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

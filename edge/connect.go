@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -121,7 +122,15 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport protocol
 			ctx.Response.Header.Set("Vary", "Origin")
 		}
 	}
-	s.log.Info("connection refused", "transport", transport.String(), "status", status, "reason", reason,
+	// A refusal that is the node's fault (5xx: shutting down, full, Redis
+	// unavailable) is logged at warn, so a node run at log.level warn
+	// still says why it turned clients away; the client's own mistakes
+	// (401, 403, 429, 400) stay at info.
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, "connection refused", "transport", transport.String(), "status", status, "reason", reason,
 		"detail", detail, "remote", ctx.RemoteAddr().String())
 	writeError(ctx, status, reason, detail)
 }

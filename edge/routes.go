@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -108,10 +109,26 @@ func httpError(log *slog.Logger, ctx *fasthttp.RequestCtx, err error) {
 		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large", "request head larger than server.read_buffer_size")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
+	case isTimeout(err):
+		// Bytes arrived but not a whole head within the timeout: a
+		// slowloris, or a node so loaded it could not read the head in
+		// time. Either way the client should hear a timeout, not that its
+		// request was malformed.
+		log.Info("request refused", "reason", "request_timeout", "remote", ctx.RemoteAddr().String())
+		writeError(ctx, fasthttp.StatusRequestTimeout, "request_timeout", "request head not received within server.handshake_timeout")
 	default:
+		// The parser's error quotes the request (tokens, cookies): it is
+		// logged at debug only, through the redacting logger.
+		log.Info("request refused", "reason", "bad_request", "remote", ctx.RemoteAddr().String())
 		log.Debug("bad request", "err", err, "remote", ctx.RemoteAddr().String())
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request")
 	}
+}
+
+// isTimeout reports whether err is a read deadline expiring.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // nothingRead reports whether err ends a connection on which no request
