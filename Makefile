@@ -113,6 +113,6 @@ bench:
 bench-load:
 	GO=$(GO) bash bench/scripts/load.sh
 
-## bench-big: 3 Herald nodes on 3 Redis shards, ~55,000 mixed WS/SSE connections, broadcast + per-user (best effort)
+## bench-big: 3 Herald nodes on 3 Redis shards, 57,000 mixed WS/SSE connections (19,000 per node), broadcast + per-user
 bench-big:
 	GO=$(GO) bash bench/scripts/big.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench-big: three Herald nodes on three Redis shards holding ~55,000
+# make bench-big: three Herald nodes on three Redis shards holding 57,000
 # mixed WS/SSE connections (herald-bench splits them over worker
 # processes), with broadcast and per-user load. Best effort on a 2-core
 # machine: see docs/BENCHMARKS.md.
@@ -9,7 +9,7 @@ source bench/scripts/lib.sh
 
 REDIS_PORTS=(${REDIS_PORTS:-7101 7102 7103})
 NODE_PORTS=(${NODE_PORTS:-18001 18002 18003})
-WS=${WS:-35000}
+WS=${WS:-37000}
 SSE=${SSE:-20000}
 DURATION=${DURATION:-30s}
 
