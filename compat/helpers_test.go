@@ -11,10 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/fanout"
-	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
+	"github.com/heraldrt/herald/internal/testlog"
 )
 
 // pythonWith returns a Python interpreter that can import every module, or
@@ -35,7 +34,7 @@ func pythonWith(t testing.TB, modules ...string) string {
 	return ""
 }
 
-func testLog(t testing.TB) *slog.Logger { return heraldtest.Logger() }
+func testLog(t testing.TB) *slog.Logger { return testlog.New() }
 
 // collector is a memory broker whose handler records every delivered
 // message of the channels it is subscribed to.
@@ -90,8 +89,8 @@ func (c *collector) count(ch string) int {
 	return len(c.msgs[ch])
 }
 
-func testConfig(layer string, hosts ...*redistest.Server) config.ChannelsRedis {
-	cfg := config.DefaultChannelsRedis()
+func testConfig(layer string, hosts ...*redistest.Server) Config {
+	cfg := DefaultConfig()
 	cfg.Enabled = true
 	cfg.Layer = layer
 	cfg.Hosts = nil
@@ -103,7 +102,7 @@ func testConfig(layer string, hosts ...*redistest.Server) config.ChannelsRedis {
 	return cfg
 }
 
-func startIngest(t testing.TB, cfg config.ChannelsRedis, b fanout.Broker) *Ingest {
+func startIngest(t testing.TB, cfg Config, b fanout.Broker) *Ingest {
 	t.Helper()
 	in, err := NewIngest(cfg, b.Publish, testLog(t))
 	if err != nil {

@@ -26,7 +26,6 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/fanout"
 )
 
@@ -118,7 +117,7 @@ type layer interface {
 // Herald channels. Create it with NewIngest; the edge calls Interest and
 // Release as local subscriptions come and go.
 type Ingest struct {
-	cfg     config.ChannelsRedis
+	cfg     Config
 	rules   []rule
 	style   Style
 	types   atomic.Pointer[map[string]bool] // nil map: every type; swapped by SetTypes
@@ -148,9 +147,9 @@ type Ingest struct {
 // NewIngest connects to the configured Redis hosts and starts reading.
 // publish is called for every message, in order per group; log receives
 // one line per problem (rate limited).
-func NewIngest(cfg config.ChannelsRedis, publish PublishFunc, log *slog.Logger, opts ...Option) (*Ingest, error) {
+func NewIngest(cfg Config, publish PublishFunc, log *slog.Logger, opts ...Option) (*Ingest, error) {
 	cfg.Enabled = true
-	if err := cfg.Validate("compat.channels_redis"); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	rs, err := cfg.Rules()
@@ -212,7 +211,7 @@ func NewIngest(cfg config.ChannelsRedis, publish PublishFunc, log *slog.Logger, 
 }
 
 // clientOption turns a CHANNEL_LAYERS host into rueidis options.
-func clientOption(host string, cfg config.ChannelsRedis) (rueidis.ClientOption, error) {
+func clientOption(host string, cfg Config) (rueidis.ClientOption, error) {
 	var opt rueidis.ClientOption
 	if strings.Contains(host, "://") {
 		o, err := rueidis.ParseURL(host)

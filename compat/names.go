@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/fanout"
 )
 
@@ -35,7 +34,7 @@ type rule struct {
 	pattern    bool
 }
 
-func compileRules(rs []config.GroupRule) ([]rule, error) {
+func compileRules(rs []GroupRule) ([]rule, error) {
 	out := make([]rule, 0, len(rs))
 	for _, r := range rs {
 		var c rule

@@ -3,12 +3,10 @@ package compat
 import (
 	"strings"
 	"testing"
-
-	"github.com/heraldrt/herald/config"
 )
 
 func TestRules(t *testing.T) {
-	cfg := config.DefaultChannelsRedis()
+	cfg := DefaultConfig()
 	cfg.Groups = []string{"broadcast=broadcast", "team_{id}_news=team:{id}", "announcements = news"}
 	rs, err := cfg.Rules()
 	if err != nil {
@@ -42,41 +40,36 @@ func TestRules(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	ok := config.DefaultChannelsRedis()
+	ok := DefaultConfig()
 	ok.Enabled = true
-	if err := ok.Validate("compat.channels_redis"); err != nil {
+	if err := ok.Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	for name, mutate := range map[string]func(*config.ChannelsRedis){
-		"layer":      func(c *config.ChannelsRedis) { c.Layer = "rabbit" },
-		"hosts":      func(c *config.ChannelsRedis) { c.Hosts = nil },
-		"host url":   func(c *config.ChannelsRedis) { c.Hosts = []string{"http://x:1"} },
-		"rule":       func(c *config.ChannelsRedis) { c.Groups = []string{"broadcast"} },
-		"rule id":    func(c *config.ChannelsRedis) { c.Groups = []string{"a_{id}=b"} },
-		"style":      func(c *config.ChannelsRedis) { c.JSONStyle = "pretty" },
-		"inbox":      func(c *config.ChannelsRedis) { c.Inbox = "a!b" },
-		"capacity":   func(c *config.ChannelsRedis) { c.Capacity = 0 },
-		"expiry":     func(c *config.ChannelsRedis) { c.Expiry = 0 },
-		"lease":      func(c *config.ChannelsRedis) { c.LeaseTTL = 0 },
-		"messagekey": func(c *config.ChannelsRedis) { c.MessageKey = "" },
+	for name, mutate := range map[string]func(*Config){
+		"layer":      func(c *Config) { c.Layer = "rabbit" },
+		"hosts":      func(c *Config) { c.Hosts = nil },
+		"host url":   func(c *Config) { c.Hosts = []string{"http://x:1"} },
+		"rule":       func(c *Config) { c.Groups = []string{"broadcast"} },
+		"rule id":    func(c *Config) { c.Groups = []string{"a_{id}=b"} },
+		"style":      func(c *Config) { c.JSONStyle = "pretty" },
+		"inbox":      func(c *Config) { c.Inbox = "a!b" },
+		"capacity":   func(c *Config) { c.Capacity = 0 },
+		"expiry":     func(c *Config) { c.Expiry = 0 },
+		"lease":      func(c *Config) { c.LeaseTTL = 0 },
+		"messagekey": func(c *Config) { c.MessageKey = "" },
 	} {
 		c := ok
 		mutate(&c)
-		err := c.Validate("compat.channels_redis")
+		err := c.Validate()
 		if err == nil || !strings.HasPrefix(err.Error(), "config compat.channels_redis.") {
 			t.Errorf("%s: %v, want a keyed error", name, err)
 		}
 	}
-	off := config.ChannelsRedis{}
-	if err := off.Validate("x"); err != nil {
+	off := Config{}
+	if err := off.Validate(); err != nil {
 		t.Errorf("disabled section validated: %v", err)
 	}
-	if _, err := NewIngest(config.ChannelsRedis{Layer: "x"}, nil, testLog(t)); err == nil {
+	if _, err := NewIngest(Config{Layer: "x"}, nil, testLog(t)); err == nil {
 		t.Error("NewIngest accepted an invalid config")
-	}
-	bc := config.DefaultBackendCheck()
-	bc.URL = "ftp://x"
-	if err := bc.Validate("auth.backend_check"); err == nil {
-		t.Error("ftp URL accepted")
 	}
 }

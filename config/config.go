@@ -22,6 +22,7 @@ import (
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
+	"github.com/heraldrt/herald/compat"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/confkey"
 	"github.com/heraldrt/herald/telemetry"
@@ -319,7 +320,7 @@ func Default() Config {
 			CookieName:   "herald_token",
 			QueryParam:   "token",
 		},
-		Compat:  Compat{ChannelsRedis: DefaultChannelsRedis()},
+		Compat:  Compat{ChannelsRedis: compat.DefaultConfig()},
 		API:     API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: fanout.DefaultIdempotencyWindow},
 		Fanout:  fanout.DefaultConfig(),
 		History: History{Size: fanout.DefaultHistorySize, TTL: fanout.DefaultHistoryTTL},
@@ -662,7 +663,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
-	if err := c.Compat.ChannelsRedis.Validate("compat.channels_redis"); err != nil {
+	if err := c.Compat.ChannelsRedis.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Auth.BackendCheck.Validate("auth.backend_check"); err != nil {

@@ -1,22 +1,16 @@
 package heraldtest
 
 import (
-	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/internal/testlog"
 )
 
 // Logger returns the logger tests give in-process nodes and brokers:
 // silent, or debug level on stderr when HERALD_TEST_LOG is set.
-func Logger() *slog.Logger {
-	if os.Getenv("HERALD_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func Logger() *slog.Logger { return testlog.New() }
 
 // Config returns the defaults for an in-process test node: a free
 // loopback port, secret as the HMAC key, apiKey as the publish API key,
