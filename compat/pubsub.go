@@ -12,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/redissub"
 )
 
 // pubsubQueue bounds the messages waiting for publish per host.
@@ -46,7 +47,7 @@ type psHost struct {
 
 	mu        sync.Mutex
 	want      map[string]bool // Redis channels to be subscribed
-	confirmed map[string]bool // subscriptions Redis confirmed
+	confirmed map[string]bool // subscriptions Redis confirmed on the current connection
 	// floors holds, per Redis channel, its Herald channel's top read just
 	// before the last SUBSCRIBE: a message this node receives is published
 	// after it, so an idempotency key whose message sits at or below it
@@ -136,55 +137,31 @@ func (p *pubsub) run() {
 }
 
 // subscriber keeps one dedicated pub/sub connection subscribed to the
-// wanted channels, reconnecting with backoff.
+// wanted channels, reconnecting with backoff (the broker's loop,
+// redissub.Reconnect).
 func (h *psHost) subscriber() {
 	defer h.p.in.wg.Done()
 	in := h.p.in
-	backoff := 100 * time.Millisecond
-	for in.ctx.Err() == nil {
-		up, err := h.session()
-		if in.ctx.Err() != nil {
-			return
-		}
-		if up {
-			backoff = 100 * time.Millisecond
-		}
+	redissub.Reconnect(in.ctx, nil, h.session, func(err error) {
 		in.limiter.do(func() {
 			in.log.Warn("channels pub/sub connection lost, reconnecting", "host", in.cfg.Hosts[h.idx], "err", err)
 		})
-		select {
-		case <-in.ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+	})
 }
 
-func (h *psHost) session() (up bool, err error) {
+// session runs one pub/sub connection until it fails; up reports that it
+// subscribed every wanted channel.
+func (h *psHost) session(bool) (up bool, err error) {
 	in := h.p.in
-	dc, release := h.client.Dedicate()
-	defer release()
-	errCh := dc.SetPubSubHooks(rueidis.PubSubHooks{
-		OnMessage: func(m rueidis.PubSubMessage) {
-			select {
-			case h.queue <- m.Channel + "\x00" + m.Message:
-			default:
-				in.stats.dropped.Add(1)
-				in.limiter.do(func() { in.log.Warn("channels pub/sub queue full, message dropped", "channel", m.Channel) })
-			}
-		},
-		OnSubscription: func(s rueidis.PubSubSubscription) {
-			h.mu.Lock()
-			switch s.Kind {
-			case "subscribe":
-				h.confirmed[s.Channel] = true
-			case "unsubscribe":
-				delete(h.confirmed, s.Channel)
-			}
-			h.mu.Unlock()
-		},
-	})
+	conn := redissub.Open(h.client, redissub.Options{OnMessage: func(m rueidis.PubSubMessage) {
+		select {
+		case h.queue <- m.Channel + "\x00" + m.Message:
+		default:
+			in.stats.dropped.Add(1)
+			in.limiter.do(func() { in.log.Warn("channels pub/sub queue full, message dropped", "channel", m.Channel) })
+		}
+	}})
+	defer conn.Close()
 	h.mu.Lock()
 	clear(h.confirmed)
 	h.mu.Unlock()
@@ -208,22 +185,28 @@ func (h *psHost) session() (up bool, err error) {
 		for len(sub) > 0 {
 			n := min(len(sub), 1024)
 			h.readFloors(ctx, sub[:n])
-			if err := dc.Do(ctx, dc.B().Subscribe().Channel(sub[:n]...).Build()).Error(); err != nil {
+			if err := conn.Subscribe(ctx, sub[:n]); err != nil {
 				return err
 			}
+			h.mu.Lock()
 			for _, s := range sub[:n] {
 				subscribed[s] = true
+				h.confirmed[s] = true
 			}
+			h.mu.Unlock()
 			sub = sub[n:]
 		}
 		for len(unsub) > 0 {
 			n := min(len(unsub), 1024)
-			if err := dc.Do(ctx, dc.B().Unsubscribe().Channel(unsub[:n]...).Build()).Error(); err != nil {
+			if err := conn.Unsubscribe(ctx, unsub[:n]); err != nil {
 				return err
 			}
+			h.mu.Lock()
 			for _, s := range unsub[:n] {
 				delete(subscribed, s)
+				delete(h.confirmed, s)
 			}
+			h.mu.Unlock()
 			unsub = unsub[n:]
 		}
 		return nil
@@ -235,7 +218,9 @@ func (h *psHost) session() (up bool, err error) {
 		select {
 		case <-in.ctx.Done():
 			return true, in.ctx.Err()
-		case err := <-errCh:
+		case err, ok := <-conn.Lost():
+			return true, redissub.LostErr(err, ok)
+		case err := <-conn.Dropped():
 			return true, err
 		case <-h.kick:
 			if err := resync(); err != nil {

@@ -13,13 +13,14 @@ import (
 // redisSub is one Redis pub/sub connection and the channels subscribed on
 // it: a shard in shard mode, a partition in cluster mode.
 //
-// It uses a dedicated connection (Client.Dedicate + SetPubSubHooks) rather
-// than Client.Receive: Receive ties a subscription to one blocking call per
-// SUBSCRIBE and hides the confirmations, while a dedicated connection with
-// hooks lets one manager goroutine add and remove thousands of channels
-// incrementally in batches, observe each confirmation (so Subscribe returns
-// only once Redis delivers), learn about disconnects from the hook error
-// channel, and tear down exactly this connection when a probe fails.
+// It uses a dedicated connection (redissub.Conn: Client.Dedicate +
+// SetPubSubHooks) rather than Client.Receive: Receive ties a subscription
+// to one blocking call per SUBSCRIBE and hides the confirmations, while a
+// dedicated connection with hooks lets one manager goroutine add and
+// remove thousands of channels incrementally in batches, observe each
+// confirmation (so Subscribe returns only once Redis delivers), learn
+// about disconnects from the hook error channel, and tear down exactly
+// this connection when a probe fails.
 // Hooks run on rueidis's reader goroutine, so they only enqueue: the
 // handler runs on this shard's delivery goroutine.
 type redisSub struct {
@@ -39,7 +40,7 @@ type redisSub struct {
 	active  int // channels subscribed in Redis
 
 	kick     chan struct{} // cap 1: dirty changed
-	broken   chan error    // cap 1: Redis dropped a subscription by itself
+	broken   chan error    // cap 1: the connection must be rebuilt (the Sentinel master moved)
 	retryNow chan struct{} // cap 1: skip the reconnect backoff (watchSentinelMasters)
 
 	// While the pub/sub connection is down (downFlag), publishes fail fast
@@ -50,12 +51,6 @@ type redisSub struct {
 	nextPubProbe atomic.Int64
 	firstAttempt chan struct{} // closed after the first connection attempt
 	firstOnce    sync.Once
-
-	// Subscription confirmations, updated by the OnSubscription hook.
-	cmu      sync.Mutex
-	awaiting map[string]struct{}
-	awaitCh  chan struct{}
-	unsubExp map[string]int
 
 	queue   chan inbound
 	dmu     sync.Mutex
@@ -183,7 +178,6 @@ func (b *RedisBroker) newSub(name string, c rueidis.Client, base string, dials *
 		broken:       make(chan error, 1),
 		retryNow:     make(chan struct{}, 1),
 		firstAttempt: make(chan struct{}),
-		unsubExp:     make(map[string]int),
 		queue:        make(chan inbound, b.cfg.QueueSize),
 		catchup:      make(map[string]struct{}),
 		catchupFails: make(map[string]int),

@@ -10,11 +10,14 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/heraldrt/herald/internal/redissub"
 )
 
 // Connection side of a redisSub: the manager goroutine that keeps the
-// dedicated pub/sub connection up, sends batched SUBSCRIBE/UNSUBSCRIBE
-// commands, probes the connection, and the rueidis hooks that feed it.
+// dedicated pub/sub connection (redissub.Conn) up, sends batched
+// SUBSCRIBE/UNSUBSCRIBE commands, probes the connection, and the message
+// hook that feeds it.
 
 const (
 	// subBatchWindow is how long a shard's manager collects Subscribe and
@@ -23,42 +26,19 @@ const (
 	subBatchWindow = 3 * time.Millisecond
 	// subBatchMax caps the channels of one SUBSCRIBE/UNSUBSCRIBE command.
 	subBatchMax = 4096
-	// Reconnect backoff bounds (doubling, with jitter).
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
 )
 
 // manage keeps the pub/sub connection up: it connects, serves batches and
-// probes until the connection fails, then retries with backoff.
+// probes until the connection fails, then retries with backoff
+// (redissub.Reconnect; a move of the Sentinel master skips the wait).
 func (s *redisSub) manage() {
 	defer s.b.wg.Done()
-	backoff := minBackoff
-	wasUp := false
-	for {
-		up, err := s.session(wasUp)
-		if s.b.closed() {
-			s.setDown(ErrClosed)
-			s.firstOnce.Do(func() { close(s.firstAttempt) })
-			return
-		}
+	redissub.Reconnect(s.b.ctx, s.retryNow, s.session, func(err error) {
 		s.setDown(err)
 		s.firstOnce.Do(func() { close(s.firstAttempt) })
-		if up {
-			wasUp = true
-			backoff = minBackoff
-		}
-		d := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, maxBackoff)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-s.retryNow: // the Sentinel master moved: try the new one now
-			t.Stop()
-			backoff = minBackoff
-		case <-s.b.ctx.Done():
-			t.Stop()
-		}
-	}
+	})
+	s.setDown(ErrClosed)
+	s.firstOnce.Do(func() { close(s.firstAttempt) })
 }
 
 // setDown records a lost connection: nothing is subscribed in Redis any
@@ -90,28 +70,16 @@ func (s *redisSub) setDown(cause error) {
 	clear(s.dirty)
 }
 
-func connErr(err error, ok bool) error {
-	if !ok || err == nil {
-		return errors.New("pub/sub connection closed")
-	}
-	return err
-}
-
 // session runs one pub/sub connection until it fails. up reports that it
 // got as far as subscribing every channel.
 func (s *redisSub) session(reconnect bool) (up bool, err error) {
-	dc, _ := s.client.Dedicate()
-	defer dc.Close()
-	s.cmu.Lock()
-	s.awaiting, s.awaitCh = nil, nil
-	clear(s.unsubExp)
-	s.cmu.Unlock()
 	select {
 	case <-s.broken:
 	default:
 	}
-	errCh := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: s.onMessage, OnSubscription: s.onSubscription})
-	if err := s.subscribeRedis(dc, errCh, []string{s.probeCh}); err != nil {
+	conn := redissub.Open(s.client, redissub.Options{Sharded: s.b.cluster, OnMessage: s.onMessage})
+	defer conn.Close()
+	if err := s.subscribeRedis(conn, []string{s.probeCh}); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
@@ -123,7 +91,7 @@ func (s *redisSub) session(reconnect bool) (up bool, err error) {
 	}
 	clear(s.dirty)
 	s.mu.Unlock()
-	if err := s.subscribeChannels(dc, errCh, chans); err != nil {
+	if err := s.subscribeChannels(conn, chans); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
@@ -147,8 +115,10 @@ func (s *redisSub) session(reconnect bool) (up bool, err error) {
 		select {
 		case <-s.b.ctx.Done():
 			return true, ErrClosed
-		case err, ok := <-errCh:
-			return true, connErr(err, ok)
+		case err, ok := <-conn.Lost():
+			return true, redissub.LostErr(err, ok)
+		case err := <-conn.Dropped():
+			return true, fmt.Errorf("redis %s: %w", s.name, err)
 		case err := <-s.broken:
 			return true, err
 		case <-s.kick:
@@ -159,7 +129,7 @@ func (s *redisSub) session(reconnect bool) (up bool, err error) {
 				t.Stop()
 				return true, ErrClosed
 			}
-			if err := s.flush(dc, errCh); err != nil {
+			if err := s.flush(conn); err != nil {
 				return true, err
 			}
 		case <-probe.C:
@@ -167,7 +137,7 @@ func (s *redisSub) session(reconnect bool) (up bool, err error) {
 				seen = n // traffic proves the connection works
 				continue
 			}
-			if err := s.probe(errCh); err != nil {
+			if err := s.probe(conn); err != nil {
 				if !s.b.closed() {
 					s.b.stats.probeFailures.Add(1)
 				}
@@ -179,7 +149,7 @@ func (s *redisSub) session(reconnect bool) (up bool, err error) {
 }
 
 // flush sends the subscription changes collected since the last flush.
-func (s *redisSub) flush(dc rueidis.DedicatedClient, errCh <-chan error) error {
+func (s *redisSub) flush(conn *redissub.Conn) error {
 	var subs, unsubs []string
 	s.mu.Lock()
 	for ch := range s.dirty {
@@ -204,17 +174,17 @@ func (s *redisSub) flush(dc rueidis.DedicatedClient, errCh <-chan error) error {
 	s.mu.Unlock()
 	for len(unsubs) > 0 {
 		n := min(len(unsubs), subBatchMax)
-		if err := s.unsubscribeRedis(dc, unsubs[:n]); err != nil {
+		if err := s.unsubscribeRedis(conn, unsubs[:n]); err != nil {
 			return err
 		}
 		unsubs = unsubs[n:]
 	}
-	return s.subscribeChannels(dc, errCh, subs)
+	return s.subscribeChannels(conn, subs)
 }
 
 // subscribeChannels subscribes channels in batches and releases the
 // Subscribe calls waiting for each batch once Redis confirmed it.
-func (s *redisSub) subscribeChannels(dc rueidis.DedicatedClient, errCh <-chan error, chans []string) error {
+func (s *redisSub) subscribeChannels(conn *redissub.Conn, chans []string) error {
 	names := make([]string, 0, min(len(chans), subBatchMax))
 	for len(chans) > 0 {
 		n := min(len(chans), subBatchMax)
@@ -222,7 +192,7 @@ func (s *redisSub) subscribeChannels(dc rueidis.DedicatedClient, errCh <-chan er
 		for _, ch := range chans[:n] {
 			names = append(names, s.chanPfx+ch)
 		}
-		if err := s.subscribeRedis(dc, errCh, names); err != nil {
+		if err := s.subscribeRedis(conn, names); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -251,65 +221,28 @@ func (s *redisSub) subscribeChannels(dc rueidis.DedicatedClient, errCh <-chan er
 
 // subscribeRedis sends one SUBSCRIBE (SSUBSCRIBE in cluster mode) and waits
 // until Redis confirmed every channel of it.
-func (s *redisSub) subscribeRedis(dc rueidis.DedicatedClient, errCh <-chan error, names []string) error {
-	done := make(chan struct{})
-	s.cmu.Lock()
-	s.awaiting = make(map[string]struct{}, len(names))
-	for _, n := range names {
-		s.awaiting[n] = struct{}{}
-	}
-	s.awaitCh = done
-	s.cmu.Unlock()
-	var cmd rueidis.Completed
-	if s.b.cluster {
-		cmd = dc.B().Ssubscribe().Channel(names...).Build()
-	} else {
-		cmd = dc.B().Subscribe().Channel(names...).Build()
-	}
+func (s *redisSub) subscribeRedis(conn *redissub.Conn, names []string) error {
 	s.b.stats.subCmds.Add(1)
 	ctx, cancel := context.WithTimeout(s.b.ctx, s.b.cfg.CommandTimeout)
 	defer cancel()
-	if err := dc.Do(ctx, cmd).Error(); err != nil {
-		return fmt.Errorf("subscribe %d channels: %w", len(names), err)
-	}
-	select {
-	case <-done:
-		return nil
-	case err, ok := <-errCh:
-		return connErr(err, ok)
-	case <-ctx.Done():
-		return fmt.Errorf("subscribe %d channels: waiting for confirmations: %w", len(names), ctx.Err())
-	}
+	return conn.Subscribe(ctx, names)
 }
 
-// unsubscribeRedis sends one UNSUBSCRIBE (SUNSUBSCRIBE) for chans. The
-// confirmations are only used to tell them from unsolicited ones.
-func (s *redisSub) unsubscribeRedis(dc rueidis.DedicatedClient, chans []string) error {
+// unsubscribeRedis sends one UNSUBSCRIBE (SUNSUBSCRIBE) for chans.
+func (s *redisSub) unsubscribeRedis(conn *redissub.Conn, chans []string) error {
 	names := make([]string, len(chans))
-	s.cmu.Lock()
 	for i, ch := range chans {
 		names[i] = s.chanPfx + ch
-		s.unsubExp[names[i]]++
-	}
-	s.cmu.Unlock()
-	var cmd rueidis.Completed
-	if s.b.cluster {
-		cmd = dc.B().Sunsubscribe().Channel(names...).Build()
-	} else {
-		cmd = dc.B().Unsubscribe().Channel(names...).Build()
 	}
 	s.b.stats.unsubCmds.Add(1)
 	ctx, cancel := context.WithTimeout(s.b.ctx, s.b.cfg.CommandTimeout)
 	defer cancel()
-	if err := dc.Do(ctx, cmd).Error(); err != nil {
-		return fmt.Errorf("unsubscribe %d channels: %w", len(names), err)
-	}
-	return nil
+	return conn.Unsubscribe(ctx, names)
 }
 
 // probe publishes a token to this node's probe channel and waits for it to
 // come back over the pub/sub connection.
-func (s *redisSub) probe(errCh <-chan error) error {
+func (s *redisSub) probe(conn *redissub.Conn) error {
 	tok := strconv.FormatUint(rand.Uint64(), 36)
 	ok := make(chan struct{})
 	s.probeMu.Lock()
@@ -329,8 +262,8 @@ func (s *redisSub) probe(errCh <-chan error) error {
 	select {
 	case <-ok:
 		return nil
-	case err, ok := <-errCh:
-		return connErr(err, ok)
+	case err, ok := <-conn.Lost():
+		return redissub.LostErr(err, ok)
 	case <-ctx.Done():
 		if s.b.closed() {
 			return ErrClosed
@@ -360,37 +293,6 @@ func (s *redisSub) onMessage(m rueidis.PubSubMessage) {
 		s.b.stats.dropped.Add(1)
 		if ch, ok := strings.CutPrefix(m.Channel, s.chanPfx); ok {
 			s.requestCatchup([]string{ch})
-		}
-	}
-}
-
-// onSubscription is the rueidis hook for subscription confirmations.
-func (s *redisSub) onSubscription(p rueidis.PubSubSubscription) {
-	s.cmu.Lock()
-	defer s.cmu.Unlock()
-	switch p.Kind {
-	case "subscribe", "ssubscribe":
-		if s.awaiting != nil {
-			delete(s.awaiting, p.Channel)
-			if len(s.awaiting) == 0 && s.awaitCh != nil {
-				close(s.awaitCh)
-				s.awaiting, s.awaitCh = nil, nil
-			}
-		}
-	case "unsubscribe", "sunsubscribe":
-		if n := s.unsubExp[p.Channel]; n > 0 {
-			if n == 1 {
-				delete(s.unsubExp, p.Channel)
-			} else {
-				s.unsubExp[p.Channel] = n - 1
-			}
-			return
-		}
-		// Redis dropped the subscription itself (a slot moved in a
-		// cluster): rebuild the connection.
-		select {
-		case s.broken <- fmt.Errorf("redis %s: unsolicited %s of %s", s.name, p.Kind, p.Channel):
-		default:
 		}
 	}
 }
