@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldrt/herald/compat"
+	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/confkey"
 	"github.com/heraldrt/herald/telemetry"
@@ -33,7 +34,7 @@ import (
 // (HERALD_SERVER__LISTEN).
 type Config struct {
 	Server  Server                  `koanf:"server"`
-	Auth    Auth                    `koanf:"auth"`
+	Auth    auth.Settings           `koanf:"auth"`
 	API     API                     `koanf:"api"`
 	Fanout  fanout.Config           `koanf:"fanout"`
 	History History                 `koanf:"history"`
@@ -97,51 +98,6 @@ type TLS struct {
 	// ReloadCheck is how often a TLS handshake checks the files for a
 	// renewed pair.
 	ReloadCheck time.Duration `koanf:"reload_check"`
-}
-
-// Auth configures how connecting users are authenticated.
-type Auth struct {
-	JWT JWT `koanf:"jwt"`
-	// BackendCheck authenticates token-less connections by asking the
-	// application backend (Django session cookie).
-	BackendCheck BackendCheck `koanf:"backend_check"`
-	// CookieName is the cookie a token may be read from.
-	CookieName string `koanf:"cookie_name"`
-	// QueryParam is the query parameter a token may be read from.
-	QueryParam string `koanf:"query_param"`
-}
-
-// JWT configures token verification.
-type JWT struct {
-	// HMACSecret enables HS256/384/512 tokens (at least 32 bytes).
-	HMACSecret string `koanf:"hmac_secret"`
-	// HMACSecrets are extra secrets that verify HS* tokens but never sign
-	// (the previous secret during rotation); each at least 32 bytes. A
-	// token whose "kid" is a secret's id (first 8 hex digits of its
-	// SHA-256, auth.HMACKeyID) is checked against that secret only.
-	HMACSecrets []string `koanf:"hmac_secrets"`
-	// JWKSURL is a JSON Web Key Set URL (RSA, EC, Ed25519 keys), refreshed
-	// every JWKSRefresh and on unknown kids (at most once per 30 s).
-	JWKSURL string `koanf:"jwks_url"`
-	// JWKSRefresh is the JWKSURL refresh interval.
-	JWKSRefresh time.Duration `koanf:"jwks_refresh"`
-	// JWKSFile is a JSON Web Key Set file, reloaded when it changes.
-	JWKSFile string `koanf:"jwks_file"`
-	// PublicKeyFiles are PEM public keys enabling RS*, ES* and EdDSA.
-	PublicKeyFiles []string `koanf:"public_key_files"`
-	// Audience, when set, must appear in the token's aud.
-	Audience string `koanf:"audience"`
-	// Issuer, when set, must equal the token's iss.
-	Issuer string `koanf:"issuer"`
-	// Leeway is the clock skew tolerated on exp and nbf.
-	Leeway time.Duration `koanf:"leeway"`
-	// UserClaim is the claim holding the user id ("sub", or "user_id" for
-	// djangorestframework-simplejwt tokens).
-	UserClaim string `koanf:"user_claim"`
-	// RefusedTokenTypes are token types refused as access tokens, matched
-	// against the "typ" header and the "typ" and "token_type" claims
-	// (simplejwt refresh tokens carry "token_type": "refresh").
-	RefusedTokenTypes []string `koanf:"refused_token_types"`
 }
 
 // API configures the backend publish API.
@@ -314,12 +270,7 @@ func Default() Config {
 			ReconnectWindow:  5 * time.Second,
 			TLS:              TLS{ReloadCheck: time.Minute},
 		},
-		Auth: Auth{
-			JWT:          JWT{Leeway: 5 * time.Second, UserClaim: "sub", JWKSRefresh: 5 * time.Minute, RefusedTokenTypes: []string{"refresh", "refresh_token"}},
-			BackendCheck: DefaultBackendCheck(),
-			CookieName:   "herald_token",
-			QueryParam:   "token",
-		},
+		Auth:    auth.DefaultSettings(),
 		Compat:  Compat{ChannelsRedis: compat.DefaultConfig()},
 		API:     API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: fanout.DefaultIdempotencyWindow},
 		Fanout:  fanout.DefaultConfig(),
@@ -541,29 +492,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	j := c.Auth.JWT
-	if j.HMACSecret == "" && len(j.HMACSecrets) == 0 && len(j.PublicKeyFiles) == 0 && j.JWKSURL == "" && j.JWKSFile == "" {
-		bad("auth.jwt.hmac_secret", "set a secret of at least 32 bytes, or auth.jwt.hmac_secrets, public_key_files, jwks_url or jwks_file")
-	} else if j.HMACSecret != "" && len(j.HMACSecret) < 32 {
-		bad("auth.jwt.hmac_secret", "must be at least 32 bytes, got %d", len(j.HMACSecret))
-	}
-	for i, sec := range j.HMACSecrets {
-		if len(sec) < 32 {
-			bad(fmt.Sprintf("auth.jwt.hmac_secrets[%d]", i), "must be at least 32 bytes, got %d", len(sec))
-		}
-	}
-	if j.JWKSRefresh < 0 {
-		bad("auth.jwt.jwks_refresh", "must not be negative, got %s", j.JWKSRefresh)
-	}
-	if j.JWKSURL != "" && !strings.HasPrefix(j.JWKSURL, "https://") && !strings.HasPrefix(j.JWKSURL, "http://") {
-		bad("auth.jwt.jwks_url", "must be an http:// or https:// URL")
-	}
-	between("auth.jwt.leeway", c.Auth.JWT.Leeway, 0, 5*time.Minute, false)
-	if c.Auth.JWT.UserClaim == "" {
-		bad("auth.jwt.user_claim", "must not be empty")
-	}
-	if c.Auth.QueryParam == "" {
-		bad("auth.query_param", "must not be empty")
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.API.Key) < 16 {
 		bad("api.key", "set a key of at least 16 characters (got %d)", len(c.API.Key))
@@ -664,9 +594,6 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	if err := c.Compat.ChannelsRedis.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Auth.BackendCheck.Validate("auth.backend_check"); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -18,7 +18,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
 )
@@ -50,7 +49,7 @@ const maxBackendAnswer = 64 << 10
 // cache_ttl per distinct set of forwarded credentials; refusals and
 // failures are never cached. A BackendChecker is safe for concurrent use.
 type BackendChecker struct {
-	cfg    config.BackendCheck
+	cfg    auth.BackendCheckConfig
 	client *http.Client
 	log    *slog.Logger
 	now    func() time.Time
@@ -66,11 +65,11 @@ type backendEntry struct {
 
 // NewBackendChecker returns a checker for cfg, or nil when cfg.URL is
 // empty (the check is disabled).
-func NewBackendChecker(cfg config.BackendCheck, log *slog.Logger) (*BackendChecker, error) {
+func NewBackendChecker(cfg auth.BackendCheckConfig, log *slog.Logger) (*BackendChecker, error) {
 	if cfg.URL == "" {
 		return nil, nil
 	}
-	if err := cfg.Validate("auth.backend_check"); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &BackendChecker{

@@ -38,9 +38,9 @@ func reasonOf(err error) string {
 	return fmt.Sprint(err)
 }
 
-func newChecker(t *testing.T, url string, mutate func(*config.BackendCheck)) *BackendChecker {
+func newChecker(t *testing.T, url string, mutate func(*auth.BackendCheckConfig)) *BackendChecker {
 	t.Helper()
-	cfg := config.DefaultBackendCheck()
+	cfg := auth.DefaultBackendCheckConfig()
 	cfg.URL = url
 	if mutate != nil {
 		mutate(&cfg)
@@ -86,7 +86,7 @@ func TestBackendCheckAnswers(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	b := newChecker(t, srv.URL, func(c *config.BackendCheck) {
+	b := newChecker(t, srv.URL, func(c *auth.BackendCheckConfig) {
 		c.Timeout = 200 * time.Millisecond
 		c.Headers = []string{"X-Extra"}
 	})
@@ -141,7 +141,7 @@ func TestBackendCheckAnswers(t *testing.T) {
 	if n := calls.Load() - before; n != 4 {
 		t.Errorf("cache entry outlived cache_ttl")
 	}
-	if b2, err := NewBackendChecker(config.BackendCheck{}, testLogger(t)); b2 != nil || err != nil {
+	if b2, err := NewBackendChecker(auth.BackendCheckConfig{}, testLogger(t)); b2 != nil || err != nil {
 		t.Errorf("empty URL: %v %v, want disabled", b2, err)
 	}
 }

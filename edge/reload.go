@@ -132,23 +132,7 @@ func newOriginSet(origins []string) *originSet {
 }
 
 func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, error) {
-	return auth.New(auth.Config{
-		HMACSecret:     cfg.Auth.JWT.HMACSecret,
-		HMACSecrets:    cfg.Auth.JWT.HMACSecrets,
-		JWKSURL:        cfg.Auth.JWT.JWKSURL,
-		JWKSRefresh:    cfg.Auth.JWT.JWKSRefresh,
-		JWKSFile:       cfg.Auth.JWT.JWKSFile,
-		Logger:         log.With("component", "auth"),
-		PublicKeyFiles: cfg.Auth.JWT.PublicKeyFiles,
-		Audience:       cfg.Auth.JWT.Audience,
-		Issuer:         cfg.Auth.JWT.Issuer,
-		Leeway:         cfg.Auth.JWT.Leeway,
-		UserClaim:      cfg.Auth.JWT.UserClaim,
-		CookieName:     cfg.Auth.CookieName,
-		QueryParam:     cfg.Auth.QueryParam,
-
-		RefusedTokenTypes: cfg.Auth.JWT.RefusedTokenTypes,
-	})
+	return auth.New(cfg.Auth.Config(log.With("component", "auth")))
 }
 
 // streamConfig is the sessions' settings from cfg.

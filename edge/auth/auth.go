@@ -280,13 +280,13 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, fmt.Errorf("auth.jwt.leeway: must not be negative, got %s", cfg.Leeway)
 	}
 	if cfg.UserClaim == "" {
-		cfg.UserClaim = "sub"
+		cfg.UserClaim = DefaultUserClaim
 	}
 	if cfg.CookieName == "" {
-		cfg.CookieName = "herald_token"
+		cfg.CookieName = DefaultCookieName
 	}
 	if cfg.QueryParam == "" {
-		cfg.QueryParam = "token"
+		cfg.QueryParam = DefaultQueryParam
 	}
 	if cfg.JWKSRefresh == 0 {
 		cfg.JWKSRefresh = DefaultJWKSRefresh
