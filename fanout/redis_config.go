@@ -3,13 +3,10 @@ package fanout
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -123,86 +120,6 @@ func (c *RedisConfig) validate() error {
 	return c.validateTopology()
 }
 
-// RedisTLSConfig configures TLS to Redis.
-type RedisTLSConfig struct {
-	// Enabled turns TLS on.
-	Enabled bool `koanf:"enabled"`
-	// CAFile is a PEM bundle of CAs trusted for the server certificate; the
-	// system pool when empty.
-	CAFile string `koanf:"ca_file"`
-	// CertFile and KeyFile are a PEM client certificate and key for mutual
-	// TLS; both or neither.
-	CertFile string `koanf:"cert_file"`
-	// KeyFile is the client certificate's private key (see CertFile).
-	KeyFile string `koanf:"key_file"`
-	// InsecureSkipVerify disables server certificate verification (tests
-	// only).
-	InsecureSkipVerify bool `koanf:"insecure_skip_verify"`
-	// ServerName overrides the name checked in the server certificate.
-	ServerName string `koanf:"server_name"`
-}
-
-// Build returns the crypto/tls configuration, or nil when TLS is disabled.
-// It fails when a file cannot be read or holds no usable certificate.
-func (t RedisTLSConfig) Build() (*tls.Config, error) {
-	if !t.Enabled {
-		return nil, nil
-	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("redis tls ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("redis tls ca_file %s: no PEM certificates", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("redis tls: set both cert_file and key_file, or neither")
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("redis tls client certificate: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
-}
-
-// RedisSentinelConfig configures Redis Sentinel: each shard is a master set
-// (a master and its replicas) that the sentinels monitor and fail over.
-// Herald asks the sentinels for each set's current master, follows their
-// +switch-master announcements and re-checks every RefreshInterval.
-type RedisSentinelConfig struct {
-	// MasterSets are the master set names ("sentinel monitor <name> ..."),
-	// one per shard. Like fanout.redis.shards, their order decides which
-	// shard holds a channel and must be the same everywhere.
-	MasterSets []string `koanf:"master_sets"`
-	// Addrs are the sentinels, "host:port"; one reachable sentinel is
-	// enough, the others are discovered.
-	Addrs []string `koanf:"addrs"`
-	// Username and Password authenticate to the sentinels (their own
-	// "requirepass"/ACL); fanout.redis.username and password authenticate
-	// to the masters.
-	Username string `koanf:"username"`
-	// Password is the sentinels' password (see Username).
-	Password string `koanf:"password"`
-	// TLS configures TLS to the sentinels (independent of fanout.redis.tls,
-	// which applies to the masters).
-	TLS RedisTLSConfig `koanf:"tls"`
-	// RefreshInterval is how often the sentinels are asked for the master
-	// even without an announcement (default 2s), so a missed +switch-master
-	// event delays recovery by at most this long.
-	RefreshInterval time.Duration `koanf:"refresh_interval"`
-}
-
-// enabled reports whether sentinel mode is configured.
-func (s RedisSentinelConfig) enabled() bool { return len(s.MasterSets) > 0 || len(s.Addrs) > 0 }
-
 // validateTopology checks that exactly one of shards, cluster and sentinel
 // is configured, and the sentinel section itself.
 func (c *RedisConfig) validateTopology() error {
@@ -219,34 +136,6 @@ func (c *RedisConfig) validateTopology() error {
 		return errors.New("fanout: redis needs shards, cluster or sentinel addresses")
 	case c.Sentinel.enabled():
 		return c.Sentinel.validate()
-	}
-	return nil
-}
-
-func (s RedisSentinelConfig) validate() error {
-	if len(s.MasterSets) == 0 {
-		return errors.New("fanout: redis sentinel.master_sets: list one master set name per shard")
-	}
-	if len(s.Addrs) == 0 {
-		return errors.New("fanout: redis sentinel.addrs: list at least one sentinel host:port")
-	}
-	seen := make(map[string]bool, len(s.MasterSets))
-	for i, m := range s.MasterSets {
-		if m == "" || strings.ContainsAny(m, " \t\r\n") {
-			return fmt.Errorf("fanout: redis sentinel.master_sets[%d]: %q is not a master set name", i, m)
-		}
-		if seen[m] {
-			return fmt.Errorf("fanout: redis sentinel.master_sets[%d]: %q is listed twice", i, m)
-		}
-		seen[m] = true
-	}
-	for i, a := range s.Addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("fanout: redis sentinel.addrs[%d]: %q is not host:port", i, a)
-		}
-	}
-	if s.RefreshInterval < 0 {
-		return fmt.Errorf("fanout: redis sentinel.refresh_interval: must not be negative, got %s", s.RefreshInterval)
 	}
 	return nil
 }
@@ -333,127 +222,6 @@ func (b *RedisBroker) connectShards(base rueidis.ClientOption, tlsConf *tls.Conf
 	return nil
 }
 
-// tlsPreflight checks, concurrently, that every reachable shard completes
-// a TLS handshake and keeps the connection open, returning one error per
-// shard (nil: fine or unreachable). A server that checks client
-// certificates under TLS 1.3 refuses one only after the handshake, with an
-// alert the client may miss once it has written a command (the connection
-// is then reset); reading before writing anything sees the alert.
-func tlsPreflight(addrs []string, conf *tls.Config, dialer net.Dialer) []error {
-	out := make([]error, len(addrs))
-	var wg sync.WaitGroup
-	for i, addr := range addrs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i] = tlsCheck(addr, conf, dialer, tlsPreflightWait)
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
-// CheckRedisTLS tells why a TLS connection to the Redis server at addr
-// fails: it completes a handshake and waits up to wait for the server to
-// refuse the connection (TLS 1.3 servers refuse a client certificate only
-// after the handshake). It returns nil when the server accepted, or when
-// addr is unreachable or hung.
-func CheckRedisTLS(addr string, conf *tls.Config, dialer net.Dialer, wait time.Duration) error {
-	return tlsCheck(addr, conf, dialer, wait)
-}
-
-// tlsCheck dials addr, completes a TLS handshake and waits up to wait for
-// the server to refuse the connection; nil when it did not (or when addr
-// is unreachable).
-func tlsCheck(addr string, conf *tls.Config, dialer net.Dialer, wait time.Duration) error {
-	raw, err := dialer.Dial("tcp", addr)
-	if err != nil {
-		return nil // unreachable: not a refusal, retried later
-	}
-	defer raw.Close()
-	c := conf.Clone()
-	if c.ServerName == "" {
-		c.ServerName, _, _ = net.SplitHostPort(addr)
-	}
-	tc := tls.Client(raw, c)
-	timeout := dialer.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Second
-	}
-	_ = tc.SetDeadline(time.Now().Add(timeout))
-	if err := tc.Handshake(); err != nil {
-		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
-			return nil // a hung server is unavailable, not refusing
-		}
-		return fmt.Errorf("tls handshake: %w", err)
-	}
-	_ = tc.SetReadDeadline(time.Now().Add(wait))
-	var one [1]byte
-	_, err = tc.Read(one[:])
-	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
-		return nil // the server waits for a command: it accepted us
-	}
-	if err == nil {
-		return errors.New("tls: the server spoke first")
-	}
-	return fmt.Errorf("tls: the server closed the connection after the handshake: %w", err)
-}
-
-// tlsPreflightWait is how long tlsCheck waits for a refusal after the
-// handshake.
-const tlsPreflightWait = 300 * time.Millisecond
-
-// sentinelWatchInterval is how often a Sentinel shard's current master is
-// compared with the one its pub/sub connection was opened on.
-const sentinelWatchInterval = 200 * time.Millisecond
-
-// watchSentinelMasters ends a Sentinel shard's pub/sub session when the
-// client has switched to another master (a failover), so that it subscribes
-// again on the new master at once instead of when its probe fails: a frozen
-// or partitioned old master may keep the connection open but silent, and a
-// demoted one only relays what it still replicates.
-func (b *RedisBroker) watchSentinelMasters() {
-	if !b.cfg.Sentinel.enabled() {
-		return
-	}
-	for _, s := range b.subs {
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			t := time.NewTicker(sentinelWatchInterval)
-			defer t.Stop()
-			last := masterAddr(s.client)
-			for {
-				select {
-				case <-b.ctx.Done():
-					return
-				case <-t.C:
-				}
-				cur := masterAddr(s.client)
-				if cur != last && last != "" {
-					select {
-					case s.broken <- fmt.Errorf("redis %s: master moved from %s to %s", s.name, last, cur):
-					default:
-					}
-					select {
-					case s.retryNow <- struct{}{}:
-					default:
-					}
-				}
-				last = cur
-			}
-		}()
-	}
-}
-
-// masterAddr is the address a Sentinel client currently sends commands to.
-func masterAddr(c rueidis.Client) string {
-	for addr := range c.Nodes() {
-		return addr
-	}
-	return ""
-}
-
 // refusedByRedis reports whether err is a refusal that retrying cannot fix:
 // a rejected password or user, a missing permission, or a TLS certificate
 // or protocol mismatch (either side).
@@ -469,28 +237,6 @@ func refusedByRedis(err error) bool {
 		return false
 	}
 	return isTLSRefusal(err)
-}
-
-func isTLSRefusal(err error) bool {
-	var (
-		unknownCA *x509.UnknownAuthorityError
-		unknownV  x509.UnknownAuthorityError
-		hostname  x509.HostnameError
-		hostnameP *x509.HostnameError
-		invalid   x509.CertificateInvalidError
-		invalidP  *x509.CertificateInvalidError
-		verify    *tls.CertificateVerificationError
-		record    tls.RecordHeaderError
-		op        *net.OpError
-	)
-	switch {
-	case errors.As(err, &unknownCA), errors.As(err, &unknownV), errors.As(err, &hostname), errors.As(err, &hostnameP),
-		errors.As(err, &invalid), errors.As(err, &invalidP), errors.As(err, &verify), errors.As(err, &record):
-		return true
-	case errors.As(err, &op) && op.Op == "remote error": // a TLS alert from the server, e.g. certificate required
-		return true
-	}
-	return false
 }
 
 // refusalHint names the configuration keys to check for a refusal.
