@@ -26,6 +26,7 @@ import (
 	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/confkey"
+	"github.com/heraldrt/herald/protocols"
 	"github.com/heraldrt/herald/telemetry"
 )
 
@@ -38,7 +39,7 @@ type Config struct {
 	API     API                     `koanf:"api"`
 	Fanout  fanout.Config           `koanf:"fanout"`
 	History History                 `koanf:"history"`
-	Stream  Stream                  `koanf:"stream"`
+	Stream  protocols.StreamConfig  `koanf:"stream"`
 	Limits  Limits                  `koanf:"limits"`
 	Tracing telemetry.TracingConfig `koanf:"tracing"`
 	Log     Log                     `koanf:"log"`
@@ -160,42 +161,6 @@ func (h History) RetentionRules() ([]RetentionRule, error) {
 	return out, nil
 }
 
-// Stream configures client connections.
-type Stream struct {
-	WriteTimeout   time.Duration `koanf:"write_timeout"`
-	WSPingInterval time.Duration `koanf:"ws_ping_interval"`
-	WSReadTimeout  time.Duration `koanf:"ws_read_timeout"`
-	WSReadLimit    int64         `koanf:"ws_read_limit"`
-	SSEHeartbeat   time.Duration `koanf:"sse_heartbeat"`
-	SSERetry       time.Duration `koanf:"sse_retry"`
-	MaxQueue       int           `koanf:"max_queue"`
-	MaxQueueBytes  int           `koanf:"max_queue_bytes"`
-	Writers        int           `koanf:"writers"`
-	// Coalesce lists "type:member" rules: when a connection's queue is
-	// full, a message whose payload has that "type" replaces a queued one
-	// with the same value of member (e.g.
-	// "oracle_upload_progress:transaction_id").
-	Coalesce []string `koanf:"coalesce"`
-	// UserIDString sends connection_established's user_id as a JSON string
-	// even when the id is an integer (which is otherwise sent as a number,
-	// as the Django Channels guide's consumer sends self.user.id).
-	UserIDString bool `koanf:"user_id_string"`
-}
-
-// CoalesceRules parses stream.coalesce into type → member.
-func (s Stream) CoalesceRules() map[string]string {
-	if len(s.Coalesce) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(s.Coalesce))
-	for _, r := range s.Coalesce {
-		if typ, member, ok := strings.Cut(r, ":"); ok {
-			out[typ] = member
-		}
-	}
-	return out
-}
-
 // Limits configures admission and connection lifetime.
 type Limits struct {
 	// PerUser is the most concurrent connections one user may hold (WS and
@@ -275,17 +240,7 @@ func Default() Config {
 		API:     API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: fanout.DefaultIdempotencyWindow},
 		Fanout:  fanout.DefaultConfig(),
 		History: History{Size: fanout.DefaultHistorySize, TTL: fanout.DefaultHistoryTTL},
-		Stream: Stream{
-			WriteTimeout:   10 * time.Second,
-			WSPingInterval: 25 * time.Second,
-			WSReadTimeout:  60 * time.Second,
-			WSReadLimit:    64 << 10,
-			SSEHeartbeat:   15 * time.Second,
-			SSERetry:       2 * time.Second,
-			MaxQueue:       1024,
-			MaxQueueBytes:  4 << 20,
-			Writers:        64,
-		},
+		Stream:  protocols.DefaultStreamConfig(),
 		Limits:  Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, ClientRate: 20, ClientBurst: 50, TokenExpiringLead: 30 * time.Second},
 		Log:     Log{Level: "info", Format: "text"},
 		Reload:  Reload{WatchInterval: 2 * time.Second},
@@ -526,31 +481,8 @@ func (c *Config) Validate() error {
 	if _, err := c.History.RetentionRules(); err != nil {
 		errs = append(errs, &KeyError{Key: "history.retention", Msg: err.Error()})
 	}
-	between("stream.write_timeout", c.Stream.WriteTimeout, 100*time.Millisecond, 10*time.Minute, false)
-	between("stream.ws_ping_interval", c.Stream.WSPingInterval, time.Second, time.Hour, false)
-	if c.Stream.WSReadTimeout <= c.Stream.WSPingInterval {
-		bad("stream.ws_read_timeout", "must be longer than stream.ws_ping_interval (%s)", c.Stream.WSPingInterval)
-	} else {
-		between("stream.ws_read_timeout", c.Stream.WSReadTimeout, time.Second, 24*time.Hour, false)
-	}
-	if c.Stream.WSReadLimit < 256 || c.Stream.WSReadLimit > 64<<20 {
-		bad("stream.ws_read_limit", "must be between 256 and 67108864 bytes, got %d", c.Stream.WSReadLimit)
-	}
-	between("stream.sse_heartbeat", c.Stream.SSEHeartbeat, 100*time.Millisecond, time.Hour, false)
-	between("stream.sse_retry", c.Stream.SSERetry, 100*time.Millisecond, time.Hour, false)
-	if c.Stream.MaxQueue < 1 || c.Stream.MaxQueue > 1_000_000 {
-		bad("stream.max_queue", "must be between 1 and 1000000, got %d", c.Stream.MaxQueue)
-	}
-	if c.Stream.MaxQueueBytes < 1024 || c.Stream.MaxQueueBytes > 1<<30 {
-		bad("stream.max_queue_bytes", "must be between 1024 and 1073741824, got %d", c.Stream.MaxQueueBytes)
-	}
-	if c.Stream.Writers < 1 || c.Stream.Writers > 4096 {
-		bad("stream.writers", "must be between 1 and 4096, got %d", c.Stream.Writers)
-	}
-	for _, r := range c.Stream.Coalesce {
-		if typ, member, ok := strings.Cut(r, ":"); !ok || typ == "" || member == "" {
-			bad("stream.coalesce", "rule %q must be \"type:member\"", r)
-		}
+	if err := c.Stream.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Limits.PerUser < 0 {
 		bad("limits.per_user", "must not be negative")

@@ -646,16 +646,6 @@ func TestMasked(t *testing.T) {
 	}
 }
 
-func TestCoalesceRules(t *testing.T) {
-	if r := (config.Stream{}).CoalesceRules(); r != nil {
-		t.Errorf("no rules: %v", r)
-	}
-	r := config.Stream{Coalesce: []string{"progress:transaction_id", "typing:user:id"}}.CoalesceRules()
-	if len(r) != 2 || r["progress"] != "transaction_id" || r["typing"] != "user:id" {
-		t.Errorf("rules %v", r)
-	}
-}
-
 func TestTrustedProxyNets(t *testing.T) {
 	nets := config.Limits{TrustedProxies: []string{"10.0.0.0/8", "192.168.1.7", "::1", "2001:db8::/32"}}.TrustedProxyNets()
 	var got []string

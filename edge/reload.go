@@ -135,24 +135,12 @@ func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, error) {
 	return auth.New(cfg.Auth.Config(log.With("component", "auth")))
 }
 
-// streamConfig is the sessions' settings from cfg.
+// streamConfig is the sessions' settings from cfg: the stream section and
+// the per-connection limits.
 func streamConfig(cfg config.Config) protocols.Config {
-	return protocols.Config{
-		WriteTimeout:   cfg.Stream.WriteTimeout,
-		WSPingInterval: cfg.Stream.WSPingInterval,
-		WSReadTimeout:  cfg.Stream.WSReadTimeout,
-		WSReadLimit:    cfg.Stream.WSReadLimit,
-		SSEHeartbeat:   cfg.Stream.SSEHeartbeat,
-		SSERetry:       cfg.Stream.SSERetry,
-		MaxQueue:       cfg.Stream.MaxQueue,
-		MaxQueueBytes:  cfg.Stream.MaxQueueBytes,
-		ClientRate:     cfg.Limits.ClientRate,
-		ClientBurst:    cfg.Limits.ClientBurst,
-
-		IdleTimeout:       cfg.Limits.IdleTimeout,
-		MaxLifetime:       cfg.Limits.MaxLifetime,
-		TokenExpiringLead: cfg.Limits.TokenExpiringLead,
-		Coalesce:          cfg.Stream.CoalesceRules(),
-		UserIDString:      cfg.Stream.UserIDString,
-	}.Defaults()
+	c := cfg.Stream.Config()
+	c.ClientRate, c.ClientBurst = cfg.Limits.ClientRate, cfg.Limits.ClientBurst
+	c.IdleTimeout, c.MaxLifetime = cfg.Limits.IdleTimeout, cfg.Limits.MaxLifetime
+	c.TokenExpiringLead = cfg.Limits.TokenExpiringLead
+	return c.Defaults()
 }

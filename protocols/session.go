@@ -80,27 +80,32 @@ type Config struct {
 	UserIDString bool
 }
 
-// Defaults returns c with zero fields set to their defaults.
+// defaultHistoryTimeout bounds a history read during resume.
+const defaultHistoryTimeout = 5 * time.Second
+
+// Defaults returns c with zero fields set to their defaults (those of
+// DefaultStreamConfig).
 func (c Config) Defaults() Config {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	d := DefaultStreamConfig()
+	def := func(v *time.Duration, dv time.Duration) {
+		if *v <= 0 {
+			*v = dv
 		}
 	}
-	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.WSPingInterval, 25*time.Second)
-	def(&c.WSReadTimeout, 60*time.Second)
-	def(&c.SSEHeartbeat, 15*time.Second)
-	def(&c.SSERetry, 2*time.Second)
-	def(&c.HistoryTimeout, 5*time.Second)
+	def(&c.WriteTimeout, d.WriteTimeout)
+	def(&c.WSPingInterval, d.WSPingInterval)
+	def(&c.WSReadTimeout, d.WSReadTimeout)
+	def(&c.SSEHeartbeat, d.SSEHeartbeat)
+	def(&c.SSERetry, d.SSERetry)
+	def(&c.HistoryTimeout, defaultHistoryTimeout)
 	if c.WSReadLimit <= 0 {
-		c.WSReadLimit = 64 << 10
+		c.WSReadLimit = d.WSReadLimit
 	}
 	if c.MaxQueue <= 0 {
-		c.MaxQueue = 1024
+		c.MaxQueue = d.MaxQueue
 	}
 	if c.MaxQueueBytes <= 0 {
-		c.MaxQueueBytes = 4 << 20
+		c.MaxQueueBytes = d.MaxQueueBytes
 	}
 	return c
 }
