@@ -107,7 +107,7 @@ bench:
 # ---- benchmarks (herald-bench) ----
 # Load benchmarks with cmd/herald-bench against real processes (the `bench`
 # target above runs the Go micro-benchmarks). Results go to bench/out/.
-.PHONY: bench-load bench-big
+.PHONY: bench-load bench-big bench-storm
 
 ## bench-load: Herald (memory broker) vs the floor server: idle 10k WS + 5k SSE, broadcast to 10k WS at 1 and 20 msgs/s, per-user 1,000 msgs/s, resume (~6 min)
 bench-load:
@@ -116,3 +116,7 @@ bench-load:
 ## bench-big: 3 Herald nodes on 3 Redis shards, 57,000 mixed WS/SSE connections (19,000 per node), broadcast + per-user
 bench-big:
 	GO=$(GO) bash bench/scripts/big.sh
+
+## bench-storm: reconnect storm: ~18,000 WS+SSE on one of 3 Herald nodes (3 Redis shards), SIGTERM then SIGKILL it; time until everyone is back on the survivors, refusals, loss (scale with WS=, SSE=)
+bench-storm:
+	GO=$(GO) bash bench/scripts/storm.sh

@@ -104,6 +104,11 @@ type Options struct {
 	// StormWait bounds the wait for every connection to be back.
 	StormWait time.Duration `json:"storm_wait,omitempty"`
 
+	// RedisAddrs are the Redis servers the nodes use (host:port, no auth):
+	// the tool reads their INFO commandstats around the connect ramps and
+	// the storm and reports the Redis commands per connect.
+	RedisAddrs []string `json:"redis,omitempty"`
+
 	// SrcBase is the first client source address (127.0.0.2); later ones
 	// count up from it. Empty: let the kernel choose.
 	SrcBase string `json:"src_base"`

@@ -70,6 +70,8 @@ type RunResult struct {
 	Reconnects int64            `json:"reconnects"`
 	Drops      int64            `json:"drops"`
 	Errors     map[string]int64 `json:"errors"`
+	// Redis is the Redis commands per connect (with --redis).
+	Redis *RedisCommands `json:"redis,omitempty"`
 	// Storm is the storm scenario's outcome (nil for other scenarios).
 	Storm   *StormResult `json:"storm,omitempty"`
 	Samples []Sample     `json:"samples"`

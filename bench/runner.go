@@ -67,6 +67,7 @@ type run struct {
 	workerCPU  []float64
 	up         [2]int64
 	samples    []Sample
+	redis      *RedisCommands // nil without --redis
 	lastT      time.Time
 	lastCPU    float64 // servers
 	lastTool   float64
@@ -141,6 +142,15 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 	stopSampler := r.sampler()
 	defer stopSampler()
 
+	var calls0 map[string]int64
+	if len(o.RedisAddrs) > 0 {
+		var err error
+		if calls0, err = redisCalls(o.RedisAddrs); err != nil {
+			return rr, err
+		}
+		r.redis = &RedisCommands{}
+		rr.Redis = r.redis
+	}
 	// Ramps: WebSockets, then SSE, each followed by a settle and a memory
 	// reading.
 	for _, tr := range []Transport{WS, SSE} {
@@ -180,6 +190,21 @@ func runOne(ctx context.Context, o Options, server string, targets []string, pid
 		}
 	}
 
+	if r.redis != nil {
+		calls1, err := redisCalls(o.RedisAddrs)
+		if err != nil {
+			return rr, err
+		}
+		var total int64
+		r.redis.Ramp, total = callsDelta(calls0, calls1)
+		ok := 0
+		for _, rp := range rr.Ramp {
+			ok += rp.OK
+		}
+		if ok > 0 {
+			r.redis.RampPerConnect = round2(float64(total) / float64(ok))
+		}
+	}
 	// Measured phase.
 	srvCPU0 := r.serverCPU()
 	tool0 := r.toolCPU()

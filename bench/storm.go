@@ -98,6 +98,14 @@ func (r *run) storm(ctx context.Context) (*StormResult, error) {
 	res := &StormResult{Signal: o.StormSignal, Victim: o.Targets[0], VictimPID: o.StormPID,
 		Survivors: o.StormTargets, Back50S: -1, Back99S: -1, Back100S: -1, VictimExitS: -1,
 		PerSurvivor: map[string]int{}, Refusals: map[string]int64{}, VictimCloses: map[string]int64{}}
+	tp := time.Now()
+	var callsP map[string]int64
+	if r.redis != nil {
+		var err error
+		if callsP, err = redisCalls(o.RedisAddrs); err != nil {
+			return res, err
+		}
+	}
 	if err := sleepCtx(ctx, o.StormAfter); err != nil {
 		return res, err
 	}
@@ -130,6 +138,12 @@ func (r *run) storm(ctx context.Context) (*StormResult, error) {
 		peakWG.Wait()
 	}()
 
+	var calls0 map[string]int64
+	if r.redis != nil {
+		if calls0, err = redisCalls(o.RedisAddrs); err != nil {
+			return res, err
+		}
+	}
 	r.setPhase("storm")
 	t0 := time.Now()
 	cpu0 := r.serverCPU()
@@ -161,6 +175,19 @@ func (r *run) storm(ctx context.Context) (*StormResult, error) {
 		}
 	}
 	moveEnd := time.Now()
+	if r.redis != nil {
+		calls1, err := redisCalls(o.RedisAddrs)
+		if err != nil {
+			return res, err
+		}
+		_, pubCalls := callsDelta(callsP, calls0)
+		pubRate := float64(pubCalls) / t0.Sub(tp).Seconds() // publishing alone, before the signal
+		var total int64
+		r.redis.Storm, total = callsDelta(calls0, calls1)
+		if st, err := r.moveStatus(false); err == nil && st.Moved > 0 {
+			r.redis.StormPerReconnect = round2(max(0, float64(total)-pubRate*moveEnd.Sub(t0).Seconds()) / float64(st.Moved))
+		}
+	}
 	if el := moveEnd.Sub(t0).Seconds(); el > 0 && len(r.pids) > 0 {
 		res.MoveCPU = round2((r.serverCPU() - cpu0) / el * 100)
 	}

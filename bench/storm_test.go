@@ -35,7 +35,7 @@ func TestStormMovesEveryoneWithoutLoss(t *testing.T) {
 				StormPID:     victim.PID(), StormSignal: sig, StormAfter: time.Second, StormWait: 15 * time.Second,
 				Secret: testSecret, APIKey: testAPIKey, WS: 60, SSE: 30, BroadcastRate: 20, UserRate: 100,
 				Settle: 100 * time.Millisecond, Drain: 10 * time.Second, Timeout: 10 * time.Second,
-				ReconnectDelay: 300 * time.Millisecond,
+				ReconnectDelay: 300 * time.Millisecond, RedisAddrs: []string{rd.Addr()},
 			}
 			res, err := bench.Run(context.Background(), o)
 			if err != nil {
@@ -43,6 +43,9 @@ func TestStormMovesEveryoneWithoutLoss(t *testing.T) {
 			}
 			rr := res.Herald
 			t.Logf("storm %+v errors %v delivery %+v published %+v", *rr.Storm, rr.Errors, rr.Total, rr.Published)
+			if rc := rr.Redis; rc != nil {
+				t.Logf("redis: %.2f per connect %v; %.2f per reconnect %v", rc.RampPerConnect, rc.Ramp, rc.StormPerReconnect, rc.Storm)
+			}
 			st := rr.Storm
 			if st == nil {
 				t.Fatal("no storm result")
@@ -81,6 +84,9 @@ func TestStormMovesEveryoneWithoutLoss(t *testing.T) {
 			}
 			if d := rr.Total; d.Lost != 0 || d.Duplicates != 0 || d.Delivered != d.Expected {
 				t.Fatalf("delivery %+v (broadcast %+v user %+v), errors %v", d, rr.Broadcast, rr.User, rr.Errors)
+			}
+			if rc := rr.Redis; rc == nil || rc.RampPerConnect < 1 || rc.StormPerReconnect <= 0 || rc.Ramp["evalsha"] < 90 {
+				t.Fatalf("redis commands %+v", rr.Redis)
 			}
 			if len(rr.Errors) != 0 {
 				t.Fatalf("errors %v", rr.Errors)

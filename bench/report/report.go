@@ -182,10 +182,10 @@ func section(b *strings.Builder, i int, r *bench.Result) {
 		})
 	}
 	add("RSS per WS (KiB)", "%.2f", func(x *bench.RunResult) (float64, bool) {
-		return x.Memory.KiBPerWS, x.Memory.Measured && x.Ramp["ws"] != nil
+		return x.Memory.KiBPerWS, x.Memory.Measured && x.Ramp["ws"] != nil && x.Storm == nil
 	})
 	add("RSS per SSE (KiB)", "%.2f", func(x *bench.RunResult) (float64, bool) {
-		return x.Memory.KiBPerSSE, x.Memory.Measured && x.Ramp["sse"] != nil
+		return x.Memory.KiBPerSSE, x.Memory.Measured && x.Ramp["sse"] != nil && x.Storm == nil
 	})
 	add("server CPU, measured phase (% of a core)", "%.1f", func(x *bench.RunResult) (float64, bool) { return x.ServerCPU, x.Memory.Measured })
 	add("tool CPU, measured phase (% of a core)", "%.1f", func(x *bench.RunResult) (float64, bool) { return x.ToolCPU, true })
@@ -232,6 +232,9 @@ func section(b *strings.Builder, i int, r *bench.Result) {
 	b.WriteString("</table>")
 	if h.Storm != nil {
 		stormTable(b, h.Storm)
+	}
+	if h.Redis != nil {
+		redisTable(b, h.Redis)
 	}
 	if pub {
 		deliveryTable(b, h, f)
@@ -286,6 +289,24 @@ func stormTable(b *strings.Builder, st *bench.StormResult) {
 	}
 	for _, r := range rows {
 		fmt.Fprintf(b, `<tr><td class="l">%s</td><td>%s</td></tr>`, r[0], r[1])
+	}
+	b.WriteString("</table>")
+}
+
+// redisTable renders the Redis commands per connect (--redis).
+func redisTable(b *strings.Builder, rc *bench.RedisCommands) {
+	b.WriteString(`<h3>Redis commands (INFO commandstats, all servers)</h3><table><tr><th class="l">phase</th><th>per connection</th><th class="l">commands</th></tr>`)
+	calls := func(m map[string]int64) string {
+		var parts []string
+		for _, k := range sortedKeys(m) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+		return esc(strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(b, `<tr><td class="l">connect ramps (per connect)</td><td>%.2f</td><td class="l">%s</td></tr>`, rc.RampPerConnect, calls(rc.Ramp))
+	if rc.Storm != nil {
+		fmt.Fprintf(b, `<tr><td class="l">storm, signal to 100 %% back (per reconnect, publishing subtracted)</td><td>%.2f</td><td class="l">%s</td></tr>`,
+			rc.StormPerReconnect, calls(rc.Storm))
 	}
 	b.WriteString("</table>")
 }

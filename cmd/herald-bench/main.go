@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -86,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.StormSignal, "storm-signal", "term", "storm: term (SIGTERM, Herald drains over server.reconnect_window) or kill (SIGKILL)")
 	fs.DurationVar(&o.StormAfter, "storm-after", 5*time.Second, "storm: publishing before the signal, and again after everyone is back")
 	fs.DurationVar(&o.StormWait, "storm-wait", 60*time.Second, "storm: longest wait for every connection to be back on a survivor")
+	fs.StringSliceVar(&o.RedisAddrs, "redis", nil, "Redis server host:port the nodes use (repeatable): report the Redis commands per connect from INFO commandstats")
 	fs.StringVar(&o.SrcBase, "src", "127.0.0.2", "first client source address (later ones count up); empty: kernel's choice")
 	fs.IntVar(&o.PerIP, "per-ip", 25000, "most connections per source address")
 	fs.IntVar(&o.MaxPerWorker, "max-per-worker", 15000, "most connections per process; more start worker processes")
@@ -183,7 +185,7 @@ func printSummary(w io.Writer, res *bench.Result) {
 					tr, rp.OK, rp.Attempted, rp.Seconds, rp.PerSec, rp.Connect.P50, rp.Connect.P99, rp.ServerCPU, rp.ToolCPU)
 			}
 		}
-		if r.Memory.Measured {
+		if r.Memory.Measured && r.Storm == nil { // a storm's pids are the survivors: see its own lines
 			fmt.Fprintf(w, "  memory    %.2f KiB/WS, %.2f KiB/SSE (RSS %.1f → %.1f MiB)\n", r.Memory.KiBPerWS, r.Memory.KiBPerSSE,
 				float64(r.Memory.BaselineKiB)/1024, float64(max(r.Memory.AfterSSEKiB, r.Memory.AfterWSKiB))/1024)
 		}
@@ -203,6 +205,12 @@ func printSummary(w io.Writer, res *bench.Result) {
 			}
 			l := r.Latency
 			fmt.Fprintf(w, "  latency   p50 %.2fms p90 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms (%d msgs)\n", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+		}
+		if rc := r.Redis; rc != nil {
+			fmt.Fprintf(w, "  redis     %.2f commands per connect during the ramps %s\n", rc.RampPerConnect, fmtCalls(rc.Ramp))
+			if rc.Storm != nil {
+				fmt.Fprintf(w, "  redis     %.2f commands per reconnect during the storm, publishing subtracted %s\n", rc.StormPerReconnect, fmtCalls(rc.Storm))
+			}
 		}
 		if st := r.Storm; st != nil {
 			printStorm(w, st)
@@ -247,4 +255,18 @@ func printStorm(w io.Writer, st *bench.StormResult) {
 	for k, v := range st.VictimCloses {
 		fmt.Fprintf(w, "  storm     victim closed %6d × %s\n", v, k)
 	}
+}
+
+// fmtCalls formats commands by name, most called first: "(evalsha 300, get 100)".
+func fmtCalls(m map[string]int64) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(i, j int) bool { return m[ks[i]] > m[ks[j]] || m[ks[i]] == m[ks[j]] && ks[i] < ks[j] })
+	parts := make([]string, len(ks))
+	for i, k := range ks {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
 }
