@@ -109,7 +109,7 @@ bench:
 # target above runs the Go micro-benchmarks). Results go to bench/out/.
 .PHONY: bench-load bench-big bench-storm
 
-## bench-load: Herald (memory broker) vs the floor server: idle 10k WS + 5k SSE, broadcast to 10k WS at 1 and 20 msgs/s, per-user 1,000 msgs/s, resume (~6 min)
+## bench-load: Herald vs the floor server: idle 10k WS + 5k SSE, broadcast to 10k WS at 1 and 20 msgs/s (memory and Redis broker), per-user 1,000 msgs/s, resume (~6 min)
 bench-load:
 	GO=$(GO) bash bench/scripts/load.sh
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench-load: Herald (memory broker) and the floor server, each started
+# make bench-load: Herald (memory broker; one broadcast run on the Redis broker) and the floor server, each started
 # fresh for every scenario, driven by herald-bench with --compare-floor.
 # Results: $OUT/<scenario>.json and .html, and $OUT/index.html for all.
 # Scale with WS=, SSE=, DURATION= (defaults fit in about 6 minutes).
@@ -22,9 +22,21 @@ port_free "$HPORT"
 port_free "$FPORT"
 rm -f "$OUT"/*.json "$OUT"/*.html "$OUT"/*.log "$OUT"/summary.txt
 
+RPORT=${RPORT:-7111}
+
+# start_servers: Herald (memory broker, or BROKER=redis: one redis-server
+# shard started here) and the floor, fresh.
 start_servers() {
-	HERALD_SERVER__LISTEN=127.0.0.1:$HPORT HERALD_LOG__LEVEL=warn HERALD_DEV__ENABLED=false \
-		"$BIN/herald" --config configs/dev.yaml >>"$OUT/herald.log" 2>&1 &
+	local env=(HERALD_SERVER__LISTEN=127.0.0.1:$HPORT HERALD_LOG__LEVEL=warn HERALD_DEV__ENABLED=false)
+	if [[ "${BROKER:-memory}" == redis ]]; then
+		port_free "$RPORT"
+		redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+			>>"$OUT/redis.log" 2>&1 &
+		PIDS+=($!)
+		wait_port "$RPORT"
+		env+=(HERALD_FANOUT__BROKER=redis HERALD_FANOUT__REDIS__SHARDS=127.0.0.1:$RPORT)
+	fi
+	env "${env[@]}" "$BIN/herald" --config configs/dev.yaml >>"$OUT/herald.log" 2>&1 &
 	HPID=$!
 	PIDS+=("$HPID")
 	"$BIN/herald-floor" --listen "127.0.0.1:$FPORT" --coalesce "${FLOOR_COALESCE:-0}" >>"$OUT/floor.log" 2>&1 &
@@ -59,9 +71,13 @@ run broadcast-1 127.0.2.2 --scenario broadcast --ws "$WS" --broadcast-rate 1 --d
 # At 20 msgs/s the floor without batching falls behind by design: compare
 # with the floor whose per-connection queue sends what is pending in one write.
 FLOOR_COALESCE=64 run broadcast-20 127.0.3.2 --scenario broadcast --ws "$WS" --broadcast-rate 20 --duration "$DURATION" --workers 1
+# The same with the Redis broker (one shard): publishing returns after the
+# script, delivery runs on the shard's subscriber.
+BROKER=redis FLOOR_COALESCE=64 run broadcast-20-redis 127.0.6.2 --scenario broadcast --ws "$WS" --broadcast-rate 20 \
+	--duration "$DURATION" --workers 1
 run per-user-1000 127.0.4.2 --scenario per-user --ws "$WS" --user-rate 1000 --duration "$DURATION" --workers 1
 NOFLOOR=1 run resume 127.0.5.2 --scenario resume --ws 3000 --sse 1000 --broadcast-rate 5 --user-rate 200 \
 	--drop-rate 200 --duration "$DURATION"
-"$BIN/herald-bench" report --html "$OUT/index.html" "$OUT"/idle.json "$OUT"/broadcast-1.json "$OUT"/broadcast-20.json \
+"$BIN/herald-bench" report --html "$OUT/index.html" "$OUT"/idle.json "$OUT"/broadcast-1.json "$OUT"/broadcast-20.json "$OUT"/broadcast-20-redis.json \
 	"$OUT"/per-user-1000.json "$OUT"/resume.json
 echo "report: $OUT/index.html" >&2
