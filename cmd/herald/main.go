@@ -87,23 +87,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&channels, "channels", "", "extra channels, comma-separated")
 		fs.StringVar(&alg, "alg", "HS256", "HS256, HS384 or HS512")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q (see herald help)", cmd, fs.Arg(0))
-	}
 	load := config.Load
 	if cmd == "token" {
 		// Signing needs auth.jwt.hmac_secret only; api.key and the rest
 		// are not checked.
 		load = config.Read
 	}
-	cfg, err := load(fs, os.Environ())
-	if err != nil {
+	cfg, opts, help, err := serve.ParseWith(fs, args, load)
+	if errors.Is(err, serve.ErrUnexpectedArgument) {
+		return fmt.Errorf("%s: %w (see herald help)", cmd, err)
+	}
+	if err != nil || help {
 		return err
 	}
 	switch cmd {
@@ -125,7 +119,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, tok)
 		return nil
 	}
-	opts := serve.ReloadOptions(fs)
 	opts.LogWriter = stderr
 	return serve.Run(cfg, opts)
 }

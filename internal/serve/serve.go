@@ -39,19 +39,34 @@ type Options struct {
 	Listening func(log *slog.Logger, addr string)
 }
 
+// ErrUnexpectedArgument is returned by Parse for a positional argument:
+// every command that runs through it takes flags only.
+var ErrUnexpectedArgument = errors.New("unexpected argument")
+
 // Parse parses args into fs (config.Flags plus whatever flags the caller
 // added) and loads the configuration the way `herald serve` does. help is
 // true when --help was asked for (the usage is already printed): the
 // caller then returns without serving. Options has ConfigPath and Reload
 // filled from fs; the caller sets LogWriter.
 func Parse(fs *pflag.FlagSet, args []string) (cfg config.Config, opts Options, help bool, err error) {
+	return ParseWith(fs, args, config.Load)
+}
+
+// ParseWith is Parse loading with load instead of config.Load: `herald
+// token` passes config.Read, as signing needs auth.jwt.hmac_secret only.
+// Every command that reads the configuration from --config, HERALD_*
+// variables and flags parses its arguments here.
+func ParseWith(fs *pflag.FlagSet, args []string, load func(*pflag.FlagSet, []string) (config.Config, error)) (cfg config.Config, opts Options, help bool, err error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return cfg, opts, true, nil
 		}
 		return cfg, opts, false, err
 	}
-	cfg, err = config.Load(fs, os.Environ())
+	if fs.NArg() > 0 {
+		return cfg, opts, false, fmt.Errorf("%w %q", ErrUnexpectedArgument, fs.Arg(0))
+	}
+	cfg, err = load(fs, os.Environ())
 	if err != nil {
 		return cfg, opts, false, err
 	}
