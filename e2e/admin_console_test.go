@@ -10,6 +10,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -33,7 +34,7 @@ func TestAdminConsole(t *testing.T) {
 	n2 := startHerald(t, cfg, nil)
 
 	dial := func(n *node, user string) *websocket.Conn {
-		c, _, err := websocket.DefaultDialer.Dial("ws://"+n.addr+"/ws/notifications/?token="+token(t, user), nil)
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+n.addr+"/ws/notifications/?token="+heraldtest.Token(t, user), nil)
 		if err != nil {
 			t.Fatalf("dial %s as %s: %v", n.addr, user, err)
 		}
@@ -43,7 +44,7 @@ func TestAdminConsole(t *testing.T) {
 	u42a := dial(n1, "42")
 	u42b := dial(n2, "42")
 	u7 := dial(n2, "7")
-	openSSE(t, nil, "http://"+n1.addr+"/sse/notifications/?token="+token(t, "8"), nil)
+	openSSE(t, nil, "http://"+n1.addr+"/sse/notifications/?token="+heraldtest.Token(t, "8"), nil)
 
 	b := startBrowser(t)
 	p := b.newPage()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -309,7 +310,7 @@ func TestGuideSnippetsUnchanged(t *testing.T) {
 	b := startBrowser(t)
 	p := b.newPage()
 	p.navigate("http://" + n.addr + "/")
-	tok := token(t, "42")
+	tok := heraldtest.Token(t, "42")
 
 	class := strings.Replace(guideClass, `'ws://127.0.0.1:8000/ws/notifications/'`,
 		`'ws://`+n.addr+`/ws/notifications/?token=`+tok+`'`, 1)

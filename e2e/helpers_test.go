@@ -20,14 +20,8 @@ import (
 
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge"
-	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/ssetest"
-)
-
-const (
-	testSecret = "e2e-secret-0123456789abcdef0123456789"
-	testAPIKey = "e2e-api-key-0123456789"
 )
 
 // need skips t because program is missing, or fails it when CI=true.
@@ -52,7 +46,7 @@ type node struct {
 }
 
 func testConfig() config.Config {
-	cfg := heraldtest.Config(testSecret, testAPIKey)
+	cfg := heraldtest.Config(heraldtest.Secret, heraldtest.APIKey)
 	cfg.Dev.Enabled = true
 	return cfg
 }
@@ -123,15 +117,6 @@ func (n *node) httpURL() string {
 	return "http://" + n.addr
 }
 
-func token(t testing.TB, sub string) string {
-	t.Helper()
-	tok, err := auth.Sign(testSecret, "HS256", sub, time.Hour, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // publish posts one message for user through base (a Herald or proxy URL).
 func publish(t testing.TB, client *http.Client, base, user, data string) {
 	t.Helper()
@@ -140,7 +125,7 @@ func publish(t testing.TB, client *http.Client, base, user, data string) {
 	}
 	body := `{"user_id":"` + user + `","data":` + data + `}`
 	req, _ := http.NewRequest("POST", base+"/api/publish", strings.NewReader(body))
-	req.Header.Set("X-API-Key", testAPIKey)
+	req.Header.Set("X-API-Key", heraldtest.APIKey)
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("publish: %v", err)

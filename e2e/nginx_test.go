@@ -18,6 +18,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
 // proxyReadTimeout replaces the shipped config's 120s so the test proves
@@ -164,7 +165,7 @@ func nginxHerald(t *testing.T) (h *node, nginx string) {
 func TestNginxSSE(t *testing.T) {
 	h, ngx := nginxHerald(t)
 	origin := "http://" + ngx
-	s := openSSE(t, nil, origin+"/sse/notifications/?token="+token(t, "42"), http.Header{"Origin": {origin}})
+	s := openSSE(t, nil, origin+"/sse/notifications/?token="+heraldtest.Token(t, "42"), http.Header{"Origin": {origin}})
 	if ct := s.resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") || s.resp.Header.Get("Content-Encoding") != "" {
 		t.Fatalf("headers through nginx: %v", s.resp.Header)
 	}
@@ -198,7 +199,7 @@ func TestNginxWebSocket(t *testing.T) {
 	_, ngx := nginxHerald(t)
 	origin := "http://" + ngx
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	c, resp, err := d.Dial("ws://"+ngx+"/ws/notifications/?format=envelope&token="+token(t, "42"), http.Header{"Origin": {origin}})
+	c, resp, err := d.Dial("ws://"+ngx+"/ws/notifications/?format=envelope&token="+heraldtest.Token(t, "42"), http.Header{"Origin": {origin}})
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -265,7 +266,7 @@ func TestNginxBrowser(t *testing.T) {
 	b := startBrowser(t)
 	p := b.newPage()
 	p.navigate("http://" + ngx + "/")
-	tok := token(t, "42")
+	tok := heraldtest.Token(t, "42")
 	p.mustEval(`
 window.TOKEN = `+"`"+tok+"`"+`;
 window.viaWS = []; window.viaSSE = [];

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
 // readmeSnippet returns the js code block after the README marker
@@ -115,7 +116,7 @@ func TestOriginRefusalVisible(t *testing.T) {
 	p.mustEval(`(async () => {
   const { HeraldClient } = await import("http://`+n.addr+`/herald.js");
   window.errs = [];
-  window.c = new HeraldClient({ url: "http://`+n.addr+`", token: `+jsString(token(t, "42"))+`, minDelay: 50, maxDelay: 100 });
+  window.c = new HeraldClient({ url: "http://`+n.addr+`", token: `+jsString(heraldtest.Token(t, "42"))+`, minDelay: 50, maxDelay: 100 });
   c.lifecycle.on("error", (e) => errs.push(e.code));
   c.connect();
 })()`, nil)

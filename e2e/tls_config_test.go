@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
 // TestTLSFromConfig: server.tls.cert_file/key_file make Serve speak TLS.
@@ -24,7 +25,7 @@ func TestTLSFromConfig(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("https /healthz: %d", resp.StatusCode)
 	}
-	s := openSSE(t, c, n.httpURL()+"/sse/notifications/?token="+token(t, "42"), nil)
+	s := openSSE(t, c, n.httpURL()+"/sse/notifications/?token="+heraldtest.Token(t, "42"), nil)
 	if _, m := s.nextJSON(t, 5e9); m["type"] != "connection_established" {
 		t.Fatalf("first event %v", m)
 	}

@@ -41,7 +41,7 @@ func TestTLSWebSocketAndSSE(t *testing.T) {
 	n, pool := tlsHerald(t)
 	tc := &tls.Config{RootCAs: pool}
 	client := tlsClient(tc)
-	tok := token(t, "42")
+	tok := heraldtest.Token(t, "42")
 
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: tc}
 	ws, _, err := d.Dial("wss://"+n.addr+"/ws/notifications/?token="+tok, nil)
@@ -91,7 +91,7 @@ func TestTLSBrowser(t *testing.T) {
 	b := startBrowser(t, "--ignore-certificate-errors")
 	p := b.newPage()
 	p.navigate(n.httpURL() + "/")
-	tok := token(t, "42")
+	tok := heraldtest.Token(t, "42")
 	// herald.js as a module from a blob URL: no dependence on the /herald.js
 	// route; the client derives wss:// from the https base URL.
 	p.mustEval(`(async () => {
