@@ -3,6 +3,7 @@ package protocols
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/heraldrt/herald/fanout"
 )
@@ -13,22 +14,18 @@ import (
 // session is registered for live delivery, so nothing published in between
 // is lost; live messages that history also returned are dropped as
 // duplicates. It queues the connection_established event first.
+//
+// The channels' history reads are independent, so they run at once: with
+// the Redis broker a connect then waits one round trip for all of them
+// (rueidis pipelines concurrent commands) instead of one per channel.
 func (s *Session) Resume(ctx context.Context) error {
 	pre := []item{{kind: itemEvent, b: EstablishedEvent(s.tr.Kind(), s.opts.UserID, s.env.Config.UserIDString)}}
 	var msgs []item
 	positions := make([]fanout.Position, len(s.chans))
+	reads := s.readHistories(ctx)
 	for i := range s.chans {
 		ch := s.chans[i].name
-		since, ok := s.opts.Since.Lookup(s.chans[i].hash)
-		hctx, cancel := context.WithTimeout(ctx, s.env.Config.HistoryTimeout)
-		var res fanout.HistoryResult
-		var err error
-		if ok {
-			res, err = s.env.History.History(hctx, ch, since, 0)
-		} else {
-			res, err = s.env.History.History(hctx, ch, fanout.Position{}, 0)
-		}
-		cancel()
+		since, ok, res, err := reads[i].since, reads[i].ok, reads[i].res, reads[i].err
 		switch {
 		case err == nil && ok:
 			positions[i] = since
@@ -76,6 +73,42 @@ func (s *Session) Resume(ctx context.Context) error {
 	q = append(append(append(q, pre...), msgs...), s.queue...)
 	s.queue = q
 	return nil
+}
+
+// historyRead is one channel's history read during Resume: from the
+// client's cursor (ok) or just the channel's top.
+type historyRead struct {
+	since fanout.Position
+	ok    bool
+	res   fanout.HistoryResult
+	err   error
+}
+
+// readHistories reads every channel's history at once (the last one on
+// the calling goroutine) and returns the reads in channel order.
+func (s *Session) readHistories(ctx context.Context) []historyRead {
+	reads := make([]historyRead, len(s.chans))
+	var wg sync.WaitGroup
+	for i := range s.chans {
+		r := &reads[i]
+		r.since, r.ok = s.opts.Since.Lookup(s.chans[i].hash)
+		read := func() {
+			from := fanout.Position{}
+			if r.ok {
+				from = r.since
+			}
+			hctx, cancel := context.WithTimeout(ctx, s.env.Config.HistoryTimeout)
+			r.res, r.err = s.env.History.History(hctx, s.chans[i].name, from, 0)
+			cancel()
+		}
+		if i == len(s.chans)-1 {
+			read()
+		} else {
+			wg.Go(read)
+		}
+	}
+	wg.Wait()
+	return reads
 }
 
 // newEpochStart reads channel's retained messages of the epoch top

@@ -1004,3 +1004,58 @@ func TestSessionRepliesBounded(t *testing.T) {
 		})
 	}
 }
+
+// overlapHistory is the memory broker's history with every read held until
+// want reads are in flight at once (or 5 s pass), so a test sees
+// whether Resume issues its reads together or one after another.
+type overlapHistory struct {
+	*fanout.MemoryBroker
+	want int
+
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	all      chan struct{}
+}
+
+func (o *overlapHistory) History(ctx context.Context, ch string, since fanout.Position, limit int) (fanout.HistoryResult, error) {
+	o.mu.Lock()
+	o.inFlight++
+	o.most = max(o.most, o.inFlight)
+	if o.inFlight == o.want {
+		close(o.all)
+	}
+	o.mu.Unlock()
+	select {
+	case <-o.all:
+	case <-time.After(5 * time.Second): // reads one after another: fail in seconds, not minutes
+	}
+	defer func() {
+		o.mu.Lock()
+		o.inFlight--
+		o.mu.Unlock()
+	}()
+	return o.MemoryBroker.History(ctx, ch, since, limit)
+}
+
+// TestSessionResumeReadsChannelsAtOnce: a connection's history reads (one
+// per channel) are in flight together, so with Redis a connect costs one
+// round trip for all of them; the replay is still exact and in channel
+// order.
+func TestSessionResumeReadsChannelsAtOnce(t *testing.T) {
+	h := newHarness(t, Config{}, fanout.MemoryConfig{})
+	a := h.publishN("a", 4)
+	b := h.publishN("b", 4)
+	oh := &overlapHistory{MemoryBroker: h.broker, want: 3, all: make(chan struct{})}
+	h.env.History = oh
+	opts := sseOpts("u", "a", "b", "c")
+	opts.Since = Cursor{{Hash: ChannelHash("a"), Pos: a[1].Pos}, {Hash: ChannelHash("b"), Pos: b[2].Pos}}
+	start := time.Now()
+	_, c := h.open(opts)
+	if oh.most != 3 {
+		t.Fatalf("at most %d history reads in flight at once, want all 3 (took %s)", oh.most, time.Since(start))
+	}
+	cl := newSSEClient(t, c)
+	cl.expectEvent("connection_established")
+	cl.expectMessages(append(append([]*fanout.Message(nil), a[2:]...), b[3:]...)...)
+}
