@@ -6,7 +6,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/heraldrt/herald/compat"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/edge/edgeconf"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/confkey"
 	"github.com/heraldrt/herald/protocols"
@@ -34,17 +34,17 @@ import (
 // dots (server.listen); env variables use HERALD_ and "__" for the dots
 // (HERALD_SERVER__LISTEN).
 type Config struct {
-	Server  Server                  `koanf:"server"`
+	Server  edgeconf.Server         `koanf:"server"`
 	Auth    auth.Settings           `koanf:"auth"`
-	API     API                     `koanf:"api"`
+	API     edgeconf.API            `koanf:"api"`
 	Fanout  fanout.Config           `koanf:"fanout"`
 	History History                 `koanf:"history"`
 	Stream  protocols.StreamConfig  `koanf:"stream"`
-	Limits  Limits                  `koanf:"limits"`
+	Limits  edgeconf.Limits         `koanf:"limits"`
 	Tracing telemetry.TracingConfig `koanf:"tracing"`
 	Log     Log                     `koanf:"log"`
-	Dev     Dev                     `koanf:"dev"`
-	Admin   Admin                   `koanf:"admin"`
+	Dev     edgeconf.Dev            `koanf:"dev"`
+	Admin   edgeconf.Admin          `koanf:"admin"`
 	// Compat configures migration aids (channels_redis ingest).
 	Compat Compat `koanf:"compat"`
 	// Reload configures live reloading of the config file.
@@ -58,59 +58,6 @@ type Reload struct {
 	Watch bool `koanf:"watch"`
 	// WatchInterval is how often the file is checked.
 	WatchInterval time.Duration `koanf:"watch_interval"`
-}
-
-// Server configures the listener and HTTP handling.
-type Server struct {
-	// Listen is the address Herald serves on.
-	Listen string `koanf:"listen"`
-	// ReadBufferSize is the per-connection buffer for request heads; it is
-	// also the largest request head accepted.
-	ReadBufferSize int `koanf:"read_buffer_size"`
-	// HandshakeTimeout bounds reading a request head (slowloris guard).
-	HandshakeTimeout time.Duration `koanf:"handshake_timeout"`
-	// AllowedOrigins lists extra Origins allowed to open WebSockets and
-	// event streams ("*" allows any; "http://localhost:*" any port of a
-	// loopback host: localhost, 127.0.0.1, [::1]). The request's own host is always
-	// allowed; requests without Origin (non-browsers) are allowed.
-	AllowedOrigins []string `koanf:"allowed_origins"`
-	// AllowAnyOriginWithCredentials lets allowed_origins hold "*" although
-	// the browser's cookies authenticate (auth.cookie_name,
-	// auth.backend_check): any site's page could then open its visitors'
-	// streams. Refused unless this says so.
-	AllowAnyOriginWithCredentials bool `koanf:"allow_any_origin_with_credentials"`
-	// ShutdownTimeout bounds a graceful shutdown.
-	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
-	// ReconnectWindow spreads client reconnects after a shutdown over this
-	// long (close times and SSE retry hints are jittered within it).
-	ReconnectWindow time.Duration `koanf:"reconnect_window"`
-	// TLS makes Herald serve https and wss itself.
-	TLS TLS `koanf:"tls"`
-}
-
-// TLS configures certificate files for serving https/wss directly (without
-// a TLS-terminating proxy). Both set or both empty. Renewed files are picked
-// up for new connections within ReloadCheck (a minute), without a restart.
-type TLS struct {
-	// CertFile is the PEM certificate chain, leaf first (fullchain.pem).
-	CertFile string `koanf:"cert_file"`
-	// KeyFile is the PEM private key of the leaf certificate.
-	KeyFile string `koanf:"key_file"`
-	// ReloadCheck is how often a TLS handshake checks the files for a
-	// renewed pair.
-	ReloadCheck time.Duration `koanf:"reload_check"`
-}
-
-// API configures the backend publish API.
-type API struct {
-	// Key authenticates publishers (X-API-Key or Authorization: apikey).
-	Key string `koanf:"key"`
-	// MaxBodyBytes is the largest publish body accepted (413 above).
-	MaxBodyBytes int `koanf:"max_body_bytes"`
-	// MaxBatch is the most messages in one batch publish.
-	MaxBatch int `koanf:"max_batch"`
-	// IdempotencyWindow is how long idempotency keys are remembered.
-	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
 }
 
 // History configures per-channel history used for resume.
@@ -161,45 +108,6 @@ func (h History) RetentionRules() ([]RetentionRule, error) {
 	return out, nil
 }
 
-// Limits configures admission and connection lifetime.
-type Limits struct {
-	// PerUser is the most concurrent connections one user may hold (WS and
-	// SSE together); 0 disables the limit.
-	PerUser int `koanf:"per_user"`
-	// PerUserPolicy is reject_new (HTTP 429) or evict_oldest (the oldest
-	// connection is closed with reason "replaced").
-	PerUserPolicy string `koanf:"per_user_policy"`
-	// MaxConnections caps this node's connections; 0 means unlimited.
-	MaxConnections int `koanf:"max_connections"`
-	// PerIP caps connections from one client IP; 0 means unlimited (the
-	// default, because whole offices often share one NAT address).
-	PerIP int `koanf:"per_ip"`
-	// PerIPRate is the sustained connects per second allowed from one IP
-	// (token bucket); 0 disables it.
-	PerIPRate float64 `koanf:"per_ip_rate"`
-	// PerIPBurst is the token bucket's size.
-	PerIPBurst int `koanf:"per_ip_burst"`
-	// ClientRate is how many WebSocket frames per second one connection
-	// may send (pings, pongs, messages and fragments all count); above it,
-	// with ClientBurst to spare, the connection is closed with 4429
-	// rate_limited. 0 disables it.
-	ClientRate float64 `koanf:"client_rate"`
-	// ClientBurst is the client rate's token bucket size.
-	ClientBurst int `koanf:"client_burst"`
-	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the
-	// client IP; from anyone else the header is ignored.
-	TrustedProxies []string `koanf:"trusted_proxies"`
-	// IdleTimeout closes connections that neither received a message nor
-	// sent one for this long; 0 disables it.
-	IdleTimeout time.Duration `koanf:"idle_timeout"`
-	// MaxLifetime ends every connection after about this long (±10%
-	// jitter) with a reconnect hint and its cursor; 0 disables it.
-	MaxLifetime time.Duration `koanf:"max_lifetime"`
-	// TokenExpiringLead is how long before its token expires an SSE client
-	// gets a token_expiring event.
-	TokenExpiringLead time.Duration `koanf:"token_expiring_lead"`
-}
-
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -208,40 +116,18 @@ type Log struct {
 	Format string `koanf:"format"`
 }
 
-// Admin configures the admin API.
-type Admin struct {
-	// Key enables the admin API (X-Admin-Key); empty disables it.
-	Key string `koanf:"key"`
-	// Listen, when set, serves the admin API (and /metrics) on this
-	// address only, e.g. an internal interface.
-	Listen string `koanf:"listen"`
-}
-
-// Dev enables development conveniences. Never enable in production.
-type Dev struct {
-	// Enabled serves the demo page and the dev token endpoint.
-	Enabled bool `koanf:"enabled"`
-}
-
 // Default returns the built-in defaults, the same values configs/herald.yaml
 // documents.
 func Default() Config {
 	return Config{
-		Server: Server{
-			Listen:           "0.0.0.0:8000",
-			ReadBufferSize:   4096,
-			HandshakeTimeout: 10 * time.Second,
-			ShutdownTimeout:  15 * time.Second,
-			ReconnectWindow:  5 * time.Second,
-			TLS:              TLS{ReloadCheck: time.Minute},
-		},
+		Server:  edgeconf.DefaultServer(),
 		Auth:    auth.DefaultSettings(),
 		Compat:  Compat{ChannelsRedis: compat.DefaultConfig()},
-		API:     API{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyWindow: fanout.DefaultIdempotencyWindow},
+		API:     edgeconf.DefaultAPI(fanout.DefaultIdempotencyWindow),
 		Fanout:  fanout.DefaultConfig(),
 		History: History{Size: fanout.DefaultHistorySize, TTL: fanout.DefaultHistoryTTL},
 		Stream:  protocols.DefaultStreamConfig(),
-		Limits:  Limits{PerUser: 10, PerUserPolicy: "reject_new", PerIPBurst: 20, ClientRate: 20, ClientBurst: 50, TokenExpiringLead: 30 * time.Second},
+		Limits:  edgeconf.DefaultLimits(),
 		Log:     Log{Level: "info", Format: "text"},
 		Reload:  Reload{WatchInterval: 2 * time.Second},
 		Tracing: telemetry.DefaultTracingConfig(),
@@ -390,145 +276,43 @@ type KeyError = confkey.Error
 
 // Validate checks every value and returns all problems, each naming its key.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)})
-	}
-	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
-		bad("server.listen", "%q is not host:port", c.Server.Listen)
-	}
-	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
-		bad("server.tls.cert_file", "set both server.tls.cert_file and server.tls.key_file, or neither")
-	}
-	for key, f := range map[string]string{"server.tls.cert_file": c.Server.TLS.CertFile, "server.tls.key_file": c.Server.TLS.KeyFile} {
-		if f != "" {
-			if _, err := os.Stat(f); err != nil {
-				bad(key, "%v", err)
-			}
-		}
-	}
-	for _, o := range c.Server.AllowedOrigins {
-		if host, ok := strings.CutSuffix(o, ":*"); ok {
-			u, err := url.Parse(host)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() != "" || u.Path != "" || !LoopbackHost(u.Hostname()) {
-				bad("server.allowed_origins", "%q: a port wildcard is only for a loopback origin such as http://localhost:*, http://127.0.0.1:* or http://[::1]:*", o)
-			}
-		}
-	}
-	if c.Server.ReadBufferSize < 1024 || c.Server.ReadBufferSize > 1<<20 {
-		bad("server.read_buffer_size", "must be between 1024 and 1048576, got %d", c.Server.ReadBufferSize)
-	}
-	// between refuses a duration outside [lo, hi]; zeroOK also allows 0
-	// (the feature is off). The bounds keep one typo from hurting every
-	// client (a 25 ns ping interval is a ping flood).
-	between := func(key string, d, lo, hi time.Duration, zeroOK bool) {
-		if zeroOK && d == 0 {
-			return
-		}
-		if d < lo || d > hi {
-			off := ""
-			if zeroOK {
-				off = " (or 0 to turn it off)"
-			}
-			bad(key, "must be between %s and %s%s, got %s", confkey.FormatDuration(lo), confkey.FormatDuration(hi), off, d)
-		}
-	}
-	between("server.handshake_timeout", c.Server.HandshakeTimeout, 100*time.Millisecond, 5*time.Minute, false)
-	between("server.shutdown_timeout", c.Server.ShutdownTimeout, time.Second, time.Hour, false)
-	between("server.reconnect_window", c.Server.ReconnectWindow, 0, 10*time.Minute, false)
-	between("config.watch_interval", c.Reload.WatchInterval, 100*time.Millisecond, time.Hour, false)
-	between("server.tls.reload_check", c.Server.TLS.ReloadCheck, 100*time.Millisecond, 24*time.Hour, false)
+	var l confkey.List
+	l.Append(c.Server.Validate())
+	l.Between("config.watch_interval", c.Reload.WatchInterval, 100*time.Millisecond, time.Hour, false)
 	for _, o := range c.Server.AllowedOrigins {
 		if o == "*" && !c.Server.AllowAnyOriginWithCredentials {
-			bad("server.allowed_origins", "\"*\" would let any site's page open its visitors' streams with their cookies (auth.cookie_name %q%s): list the origins, or set server.allow_any_origin_with_credentials: true", c.Auth.CookieName, map[bool]string{true: ", auth.backend_check.url", false: ""}[c.Auth.BackendCheck.URL != ""])
-		} else if o != "*" && !strings.HasSuffix(o, ":*") {
-			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-				bad("server.allowed_origins", "%q is not an origin (scheme://host[:port])", o)
-			}
+			l.Add("server.allowed_origins", "\"*\" would let any site's page open its visitors' streams with their cookies (auth.cookie_name %q%s): list the origins, or set server.allow_any_origin_with_credentials: true", c.Auth.CookieName, map[bool]string{true: ", auth.backend_check.url", false: ""}[c.Auth.BackendCheck.URL != ""])
 		}
 	}
-	if err := c.Auth.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(c.API.Key) < 16 {
-		bad("api.key", "set a key of at least 16 characters (got %d)", len(c.API.Key))
-	}
-	if c.Admin.Key != "" && len(c.Admin.Key) < 16 {
-		bad("admin.key", "set a key of at least 16 characters (got %d)", len(c.Admin.Key))
-	}
+	l.Append(c.Auth.Validate())
+	l.Append(c.API.Validate())
+	l.Append(c.Admin.Validate())
 	if c.Admin.Key != "" && c.Admin.Key == c.API.Key {
-		bad("admin.key", "must differ from api.key")
+		l.Add("admin.key", "must differ from api.key")
 	}
-	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			bad("admin.listen", "%q is not host:port", c.Admin.Listen)
-		}
-	}
-	if c.API.MaxBodyBytes < 1024 || c.API.MaxBodyBytes > 256<<20 {
-		bad("api.max_body_bytes", "must be between 1024 and 268435456, got %d", c.API.MaxBodyBytes)
-	}
-	if c.API.MaxBatch < 1 || c.API.MaxBatch > 100_000 {
-		bad("api.max_batch", "must be between 1 and 100000, got %d", c.API.MaxBatch)
-	}
-	between("api.idempotency_window", c.API.IdempotencyWindow, time.Second, 24*time.Hour, false)
-	if err := c.Fanout.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	l.Append(c.Fanout.Validate())
 	if c.History.Size < 1 || c.History.Size > 1_000_000 {
-		bad("history.size", "must be between 1 and 1000000, got %d", c.History.Size)
+		l.Add("history.size", "must be between 1 and 1000000, got %d", c.History.Size)
 	}
-	between("history.ttl", c.History.TTL, time.Second, 30*24*time.Hour, false)
+	l.Between("history.ttl", c.History.TTL, time.Second, 30*24*time.Hour, false)
 	if _, err := c.History.RetentionRules(); err != nil {
-		errs = append(errs, &KeyError{Key: "history.retention", Msg: err.Error()})
+		l.Append(&KeyError{Key: "history.retention", Msg: err.Error()})
 	}
-	if err := c.Stream.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Limits.PerUser < 0 {
-		bad("limits.per_user", "must not be negative")
-	}
-	switch c.Limits.PerUserPolicy {
-	case "reject_new", "evict_oldest":
-	default:
-		bad("limits.per_user_policy", "must be reject_new or evict_oldest, got %q", c.Limits.PerUserPolicy)
-	}
-	if c.Limits.MaxConnections < 0 || c.Limits.PerIP < 0 || c.Limits.PerIPRate < 0 {
-		bad("limits", "max_connections, per_ip and per_ip_rate must not be negative")
-	}
-	if !(c.Limits.ClientRate >= 0) || c.Limits.ClientRate > 1e6 { // !(>= 0) also catches NaN
-		bad("limits.client_rate", "must be between 0 (off) and 1000000 frames per second, got %v", c.Limits.ClientRate)
-	}
-	if c.Limits.ClientRate > 0 && c.Limits.ClientBurst < 1 {
-		bad("limits.client_burst", "must be at least 1 when limits.client_rate is set, got %d", c.Limits.ClientBurst)
-	}
-	if c.Limits.PerIPRate > 0 && c.Limits.PerIPBurst < 1 {
-		bad("limits.per_ip_burst", "must be at least 1 when limits.per_ip_rate is set")
-	}
-	for _, p := range c.Limits.TrustedProxies {
-		if _, err := parseCIDR(p); err != nil {
-			bad("limits.trusted_proxies", "%q is not an IP or CIDR", p)
-		}
-	}
-	between("limits.idle_timeout", c.Limits.IdleTimeout, 100*time.Millisecond, 30*24*time.Hour, true)
-	between("limits.max_lifetime", c.Limits.MaxLifetime, time.Second, 30*24*time.Hour, true)
-	between("limits.token_expiring_lead", c.Limits.TokenExpiringLead, 0, time.Hour, false)
-	if err := c.Tracing.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	l.Append(c.Stream.Validate())
+	l.Append(c.Limits.Validate())
+	l.Append(c.Tracing.Validate())
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+		l.Add("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		bad("log.format", "must be text or json, got %q", c.Log.Format)
+		l.Add("log.format", "must be text or json, got %q", c.Log.Format)
 	}
-	if err := c.Compat.ChannelsRedis.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	l.Append(c.Compat.ChannelsRedis.Validate())
+	return l.Err()
 }
 
 // Masked returns a copy of c with secrets replaced, for printing.
@@ -558,42 +342,4 @@ func (c Config) Masked() Config {
 	}
 	c.Compat.ChannelsRedis.Hosts = hosts
 	return c
-}
-
-// parseCIDR parses "10.0.0.0/8" or a bare IP (as a /32 or /128).
-func parseCIDR(s string) (*net.IPNet, error) {
-	if _, n, err := net.ParseCIDR(s); err == nil {
-		return n, nil
-	}
-	ip := net.ParseIP(s)
-	if ip == nil {
-		return nil, fmt.Errorf("invalid IP or CIDR %q", s)
-	}
-	bits := 128
-	if ip.To4() != nil {
-		ip, bits = ip.To4(), 32
-	}
-	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
-}
-
-// TrustedProxyNets parses limits.trusted_proxies (validated by Validate).
-func (l Limits) TrustedProxyNets() []*net.IPNet {
-	var out []*net.IPNet
-	for _, p := range l.TrustedProxies {
-		if n, err := parseCIDR(p); err == nil {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-// LoopbackHost reports whether host (no port, IPv6 without brackets) is
-// localhost or a loopback address: the hosts server.allowed_origins allows
-// port wildcards for.
-func LoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -646,18 +646,6 @@ func TestMasked(t *testing.T) {
 	}
 }
 
-func TestTrustedProxyNets(t *testing.T) {
-	nets := config.Limits{TrustedProxies: []string{"10.0.0.0/8", "192.168.1.7", "::1", "2001:db8::/32"}}.TrustedProxyNets()
-	var got []string
-	for _, n := range nets {
-		got = append(got, n.String())
-	}
-	want := []string{"10.0.0.0/8", "192.168.1.7/32", "::1/128", "2001:db8::/32"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("nets %q, want %q", got, want)
-	}
-}
-
 // The repository's dev config is complete and valid on its own.
 func TestRepoDevConfig(t *testing.T) {
 	cfg := mustLoad(t, []string{"--config", "../configs/dev.yaml"})

@@ -14,7 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/edge/edgeconf"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/protocols"
 )
@@ -60,7 +60,7 @@ const connLease = 30 * time.Second
 // heartbeatEvery is how often a node renews its liveness key.
 const heartbeatEvery = fanout.NodeAliveTTL / 4
 
-func newAdmission(cfg config.Limits, node string, cluster fanout.ConnCounter, log *slog.Logger) *admission {
+func newAdmission(cfg edgeconf.Limits, node string, cluster fanout.ConnCounter, log *slog.Logger) *admission {
 	a := &admission{node: node, cluster: cluster, log: log,
 		ips: make(map[string]*ipState), users: make(map[string][]*protocols.Session)}
 	a.setLimits(cfg)
@@ -69,7 +69,7 @@ func newAdmission(cfg config.Limits, node string, cluster fanout.ConnCounter, lo
 
 // admLimits are the limits in effect, with the trusted proxies parsed.
 type admLimits struct {
-	config.Limits
+	edgeconf.Limits
 	trusted []*net.IPNet
 }
 
@@ -78,7 +78,7 @@ func (a *admission) cfg() *admLimits { return a.lim.Load() }
 
 // setLimits puts new limits in effect for the connects that follow;
 // connections already admitted are not re-checked.
-func (a *admission) setLimits(cfg config.Limits) {
+func (a *admission) setLimits(cfg edgeconf.Limits) {
 	a.lim.Store(&admLimits{Limits: cfg, trusted: cfg.TrustedProxyNets()})
 }
 

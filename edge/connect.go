@@ -15,8 +15,8 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
-	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/edge/edgeconf"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/protocols"
 )
@@ -153,7 +153,7 @@ func (s *Server) originAllowed(ctx *fasthttp.RequestCtx, origin string) bool {
 	if orig.set[n] {
 		return true
 	}
-	if u, err := url.Parse(origin); err == nil && u.Port() != "" && config.LoopbackHost(u.Hostname()) {
+	if u, err := url.Parse(origin); err == nil && u.Port() != "" && edgeconf.LoopbackHost(u.Hostname()) {
 		if orig.set[strings.TrimSuffix(n, ":"+u.Port())+":*"] {
 			return true
 		}

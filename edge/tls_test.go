@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/edge/edgeconf"
 	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
@@ -37,7 +38,7 @@ func TestTLSRenewedCertificateServed(t *testing.T) {
 	oldCert.Write(t, certFile, keyFile)
 	old := oldCert.X509.SerialNumber
 	ts := startServer(t, func(c *config.Config) {
-		c.Server.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile, ReloadCheck: check}
+		c.Server.TLS = edgeconf.TLS{CertFile: certFile, KeyFile: keyFile, ReloadCheck: check}
 	})
 	if got := servedSerial(t, ts.addr); got.Cmp(old) != 0 {
 		t.Fatalf("served serial %v, want the initial %v", got, old)
