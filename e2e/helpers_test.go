@@ -237,15 +237,17 @@ func (g *gate) cut() {
 	}
 }
 
-// sseStream reads an event stream as EventSource does.
-type sseStream struct {
-	resp   *http.Response
-	events chan sseEvent
-	err    chan error
-}
-
 type sseEvent = ssetest.Event
 
+// sseStream is an open event stream, read in the background, and its
+// response.
+type sseStream struct {
+	*ssetest.Stream
+	resp *http.Response
+}
+
+// openSSE opens rawURL as an event stream (failing t unless it answers
+// 200) and reads it in the background.
 func openSSE(t testing.TB, client *http.Client, rawURL string, header http.Header) *sseStream {
 	t.Helper()
 	req, _ := http.NewRequest("GET", rawURL, nil)
@@ -265,43 +267,8 @@ func openSSE(t testing.TB, client *http.Client, rawURL string, header http.Heade
 		resp.Body.Close()
 		t.Fatalf("GET %s: %d %s", rawURL, resp.StatusCode, b)
 	}
-	s := &sseStream{resp: resp, events: make(chan sseEvent, 256), err: make(chan error, 1)}
 	t.Cleanup(func() { resp.Body.Close() })
-	go func() {
-		err := ssetest.Read(resp.Body, func(ev sseEvent) {
-			if ev.Data != "" { // retry-only blocks are not events
-				s.events <- ev
-			}
-		})
-		s.err <- err
-		close(s.events)
-	}()
-	return s
-}
-
-// next returns the next event within timeout, failing if the stream ends.
-func (s *sseStream) next(t testing.TB, timeout time.Duration) sseEvent {
-	t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			t.Fatalf("event stream ended: %v", <-s.err)
-		}
-		return ev
-	case <-time.After(timeout):
-		t.Fatalf("no event within %v", timeout)
-	}
-	return sseEvent{}
-}
-
-func (s *sseStream) nextJSON(t testing.TB, timeout time.Duration) (sseEvent, map[string]any) {
-	t.Helper()
-	ev := s.next(t, timeout)
-	var m map[string]any
-	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
-		t.Fatalf("event data %q: %v", ev.Data, err)
-	}
-	return ev, m
+	return &sseStream{Stream: ssetest.NewStream(resp.Body), resp: resp}
 }
 
 // tlsClient returns an HTTP client that trusts pool only.

@@ -169,14 +169,14 @@ func TestNginxSSE(t *testing.T) {
 	if ct := s.resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") || s.resp.Header.Get("Content-Encoding") != "" {
 		t.Fatalf("headers through nginx: %v", s.resp.Header)
 	}
-	if _, m := s.nextJSON(t, 5*time.Second); m["type"] != "connection_established" {
+	if _, m := s.NextJSON(t, 5*time.Second); m["type"] != "connection_established" {
 		t.Fatalf("first event %v", m)
 	}
 	check := func(i int) {
 		t.Helper()
 		sent := time.Now()
 		publish(t, nil, origin, "42", fmt.Sprintf(`{"type":"oracle_upload_progress","step_number":%d}`, i))
-		ev, m := s.nextJSON(t, 5*time.Second)
+		ev, m := s.NextJSON(t, 5*time.Second)
 		if m["step_number"] != float64(i) || ev.ID == "" {
 			t.Fatalf("event %+v %v, want step %d with an id", ev, m, i)
 		}

@@ -26,7 +26,7 @@ func TestTLSFromConfig(t *testing.T) {
 		t.Fatalf("https /healthz: %d", resp.StatusCode)
 	}
 	s := openSSE(t, c, n.httpURL()+"/sse/notifications/?token="+heraldtest.Token(t, "42"), nil)
-	if _, m := s.nextJSON(t, 5e9); m["type"] != "connection_established" {
+	if _, m := s.NextJSON(t, 5e9); m["type"] != "connection_established" {
 		t.Fatalf("first event %v", m)
 	}
 }

@@ -66,7 +66,7 @@ func TestTLSWebSocketAndSSE(t *testing.T) {
 	if m := readWS(); !strings.Contains(m, "connection_established") {
 		t.Fatalf("wss first message %s", m)
 	}
-	if _, m := sse.nextJSON(t, 5*time.Second); m["type"] != "connection_established" {
+	if _, m := sse.NextJSON(t, 5*time.Second); m["type"] != "connection_established" {
 		t.Fatalf("https SSE first event %v", m)
 	}
 	for _, m := range workflow(604) {
@@ -74,7 +74,7 @@ func TestTLSWebSocketAndSSE(t *testing.T) {
 		if got := readWS(); got != m {
 			t.Fatalf("wss got %s, want %s", got, m)
 		}
-		if ev := sse.next(t, 5*time.Second); ev.Data != m || ev.ID == "" {
+		if ev := sse.Next(t, 5*time.Second); ev.Data != m || ev.ID == "" {
 			t.Fatalf("https SSE got %+v, want %s", ev, m)
 		}
 	}

@@ -299,9 +299,8 @@ func TestDjangoSessionCookieConnect(t *testing.T) {
 	if err != nil || sresp.StatusCode != 200 {
 		t.Fatalf("sse with the session cookie: %v %v", err, sresp)
 	}
-	sse := &sseClient{resp: sresp, events: make(chan sseEvent, 64), errc: make(chan error, 1)}
+	sse := newSSEClient(sresp)
 	t.Cleanup(func() { sresp.Body.Close() })
-	go sse.loop()
 	if _, m := sse.nextJSON(t); m["type"] != "connection_established" || fmt.Sprint(m["user_id"]) != uid {
 		t.Fatalf("sse: first event %v, want user %s", m, uid)
 	}

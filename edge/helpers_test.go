@@ -174,11 +174,18 @@ func readWSJSON(t testing.TB, c *websocket.Conn) map[string]any {
 // sseEvent is one parsed Server-Sent Event.
 type sseEvent = ssetest.Event
 
-// sseClient reads an event stream the way EventSource does.
+// sseClient reads an event stream the way EventSource does
+// (ssetest.Stream), with this package's timeouts.
 type sseClient struct {
 	resp   *http.Response
-	events chan sseEvent
-	errc   chan error
+	stream *ssetest.Stream
+	events <-chan sseEvent // every block, retry-only ones too; closed at the end
+}
+
+// newSSEClient starts reading resp's event stream.
+func newSSEClient(resp *http.Response) *sseClient {
+	s := ssetest.NewStream(resp.Body)
+	return &sseClient{resp: resp, stream: s, events: s.Events()}
 }
 
 func (ts *testServer) openSSE(t testing.TB, query, lastEventID string) (*sseClient, *http.Response, error) {
@@ -195,9 +202,8 @@ func (ts *testServer) openSSE(t testing.TB, query, lastEventID string) (*sseClie
 	if resp.StatusCode != 200 {
 		return nil, resp, nil
 	}
-	c := &sseClient{resp: resp, events: make(chan sseEvent, 1024), errc: make(chan error, 1)}
+	c := newSSEClient(resp)
 	t.Cleanup(func() { resp.Body.Close() })
-	go c.loop()
 	return c, resp, nil
 }
 
@@ -214,58 +220,18 @@ func (ts *testServer) mustSSE(t testing.TB, query, lastEventID string) *sseClien
 	return c
 }
 
-func (c *sseClient) loop() {
-	err := ssetest.Read(c.resp.Body, func(ev sseEvent) { c.events <- ev })
-	c.errc <- err
-	close(c.events)
-}
-
 // next returns the next event with data (skipping retry-only events).
-func (c *sseClient) next(t testing.TB) sseEvent {
-	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case ev, ok := <-c.events:
-			if !ok {
-				t.Fatalf("sse stream ended: %v", <-c.errc)
-			}
-			if ev.Data == "" {
-				continue
-			}
-			return ev
-		case <-timeout:
-			t.Fatal("sse: no event within 5s")
-		}
-	}
-}
+func (c *sseClient) next(t testing.TB) sseEvent { t.Helper(); return c.stream.Next(t, 5*time.Second) }
 
 func (c *sseClient) nextJSON(t testing.TB) (sseEvent, map[string]any) {
 	t.Helper()
-	ev := c.next(t)
-	var m map[string]any
-	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
-		t.Fatalf("sse data %q: %v", ev.Data, err)
-	}
-	return ev, m
+	return c.stream.NextJSON(t, 5*time.Second)
 }
 
 // ended waits for the stream to end.
 func (c *sseClient) ended(t testing.TB) []sseEvent {
 	t.Helper()
-	var got []sseEvent
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-c.events:
-			if !ok {
-				return got
-			}
-			got = append(got, ev)
-		case <-timeout:
-			t.Fatal("sse stream did not end")
-		}
-	}
+	return c.stream.Ended(t, 10*time.Second)
 }
 
 func q(kv ...string) string {

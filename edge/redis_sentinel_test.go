@@ -192,8 +192,7 @@ func resumingSSE(t *testing.T, ts *testServer, user string, l *seqLog, stop <-ch
 			return
 		}
 		defer resp.Body.Close()
-		c := &sseClient{resp: resp, events: make(chan sseEvent, 1024), errc: make(chan error, 1)}
-		go c.loop()
+		c := newSSEClient(resp)
 		for {
 			select {
 			case <-stop:

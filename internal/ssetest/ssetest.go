@@ -4,8 +4,10 @@ package ssetest
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -45,6 +47,78 @@ func Read(r io.Reader, emit func(Event)) error {
 			data = append(data, line[6:])
 		case strings.HasPrefix(line, "retry: "):
 			ev.Retry = line[7:]
+		}
+	}
+}
+
+// Stream reads an event stream in the background, as EventSource does.
+type Stream struct {
+	events chan Event
+	errc   chan error
+}
+
+// NewStream reads body until it ends; the caller closes body.
+func NewStream(body io.Reader) *Stream {
+	s := &Stream{events: make(chan Event, 1024), errc: make(chan error, 1)}
+	go func() {
+		err := Read(body, func(ev Event) { s.events <- ev })
+		s.errc <- err
+		close(s.events)
+	}()
+	return s
+}
+
+// Events are every block read (retry-only ones too); the channel closes
+// when the stream ends.
+func (s *Stream) Events() <-chan Event { return s.events }
+
+// Next returns the next event with data (skipping retry-only blocks). It
+// fails t when the stream ends or nothing comes within timeout.
+func (s *Stream) Next(t testing.TB, timeout time.Duration) Event {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-s.events:
+			if !ok {
+				t.Fatalf("event stream ended: %v", <-s.errc)
+			}
+			if ev.Data == "" {
+				continue
+			}
+			return ev
+		case <-deadline:
+			t.Fatalf("no event within %v", timeout)
+		}
+	}
+}
+
+// NextJSON is Next with the event's data decoded as a JSON object.
+func (s *Stream) NextJSON(t testing.TB, timeout time.Duration) (Event, map[string]any) {
+	t.Helper()
+	ev := s.Next(t, timeout)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
+		t.Fatalf("event data %q: %v", ev.Data, err)
+	}
+	return ev, m
+}
+
+// Ended waits up to timeout for the stream to end and returns the blocks
+// read until then; it fails t when the stream is still open.
+func (s *Stream) Ended(t testing.TB, timeout time.Duration) []Event {
+	t.Helper()
+	var got []Event
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-s.events:
+			if !ok {
+				return got
+			}
+			got = append(got, ev)
+		case <-deadline:
+			t.Fatalf("event stream did not end within %v", timeout)
 		}
 	}
 }
