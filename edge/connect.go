@@ -235,10 +235,11 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		Remote:    req.ip,
 		Filter:    req.filter,
 	})
-	sess.SetPreferences(s.userPreferences(context.Background(), req.claims.UserID))
+	prefs := s.preferencesSoon(req.claims.UserID) // read while the lease is acquired
 	actx, acancel := context.WithTimeout(context.Background(), s.env.Load().Config.HistoryTimeout)
 	victim, remote, r := s.adm.acquireUser(actx, sess)
 	acancel()
+	sess.SetPreferences(<-prefs)
 	if remote != "" {
 		go s.control.evictRemote(sess.UserID(), remote)
 	}

@@ -1,12 +1,16 @@
 package edge
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldrt/herald/config"
+	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
@@ -144,5 +148,68 @@ func TestFilteredMessagesAdvanceCursor(t *testing.T) {
 	third.next(t)
 	if ev := third.next(t); ev.Data != `{"type":"important","n":4}` {
 		t.Fatalf("resume from a cursor after filtered messages got %s (%s), want n=4", ev.Data, ev.Event)
+	}
+}
+
+// leaseWatchingPrefs is the Redis broker's preference store whose reads
+// hold until the reading user's connection lease is in Redis (at most 5 s)
+// and record whether it was: the lease is taken by the same connect, so
+// it shows whether the two Redis round trips were in flight together.
+type leaseWatchingPrefs struct {
+	fanout.PreferenceStore
+	broker   *fanout.RedisBroker
+	reads    atomic.Int32
+	sawLease atomic.Bool
+}
+
+func (p *leaseWatchingPrefs) Preferences(ctx context.Context, user string) (string, error) {
+	p.reads.Add(1)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if n, err := p.broker.UserConns(ctx, user); err == nil && n > 0 {
+			p.sawLease.Store(true)
+			break
+		}
+	}
+	return p.PreferenceStore.Preferences(ctx, user)
+}
+
+// TestConnectReadsPreferencesWhileAcquiringLease: on a user's first connect
+// to a node, the stored preferences are read while the per-user lease is
+// acquired (one round trip instead of two), and still apply.
+func TestConnectReadsPreferencesWhileAcquiringLease(t *testing.T) {
+	rd := redistest.Start(t)
+	cfg := testConfig()
+	cfg.Fanout.Broker = "redis"
+	cfg.Fanout.Redis.Shards = []string{rd.Addr()}
+	cfg.Fanout.Redis.Prefix = "prefsoon:"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	lp := &leaseWatchingPrefs{PreferenceStore: srv.caps.prefs, broker: srv.caps.redis}
+	srv.caps.prefs = lp // before Serve: only request handlers read it
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{srv: srv, cfg: cfg, addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { ts.done <- srv.Serve(ln) }()
+	t.Cleanup(func() { ts.shutdown(t) })
+
+	if err := srv.caps.redis.SetPreferences(t.Context(), "soon", "-chatty"); err != nil {
+		t.Fatal(err)
+	}
+	ws := ts.mustWS(t, q("token", token(t, "soon", time.Hour)))
+	readWS(t, ws) // connection_established
+	if lp.reads.Load() != 1 || !lp.sawLease.Load() {
+		t.Fatalf("preference reads %d, lease seen during the read %v: want 1 read, in flight with the lease", lp.reads.Load(), lp.sawLease.Load())
+	}
+	ts.publishTo(t, "soon", `{"type":"chatty","n":1}`)
+	ts.publishTo(t, "soon", `{"type":"wanted","n":2}`)
+	if got := string(readWS(t, ws)); got != `{"type":"wanted","n":2}` {
+		t.Fatalf("got %s: the stored filter was not applied", got)
 	}
 }

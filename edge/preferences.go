@@ -64,6 +64,21 @@ func (s *Server) userPreferences(ctx context.Context, user string) *protocols.Ty
 	return f
 }
 
+// preferencesSoon returns a channel that delivers user's filter: at once
+// from this node's cache, or when the broker stores none; otherwise the
+// broker's store is read in the background, so a connect's preferences
+// read and its per-user lease (both Redis round trips, usually on the same
+// shard) are in flight together instead of one after the other.
+func (s *Server) preferencesSoon(user string) <-chan *protocols.TypeFilter {
+	ch := make(chan *protocols.TypeFilter, 1)
+	if f, ok := s.prefs.get(user); ok || s.caps.prefs == nil {
+		ch <- f
+		return ch
+	}
+	go func() { ch <- s.userPreferences(context.Background(), user) }()
+	return ch
+}
+
 // applyPreferences updates the cache and every local connection of user.
 func (s *Server) applyPreferences(user string, f *protocols.TypeFilter) {
 	s.prefs.set(user, f)
