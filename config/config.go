@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +37,7 @@ type Config struct {
 	Auth    auth.Settings           `koanf:"auth"`
 	API     edgeconf.API            `koanf:"api"`
 	Fanout  fanout.Config           `koanf:"fanout"`
-	History History                 `koanf:"history"`
+	History fanout.HistoryConfig    `koanf:"history"`
 	Stream  protocols.StreamConfig  `koanf:"stream"`
 	Limits  edgeconf.Limits         `koanf:"limits"`
 	Tracing telemetry.TracingConfig `koanf:"tracing"`
@@ -60,54 +59,6 @@ type Reload struct {
 	WatchInterval time.Duration `koanf:"watch_interval"`
 }
 
-// History configures per-channel history used for resume.
-type History struct {
-	// Size is how many messages each channel keeps.
-	Size int `koanf:"size"`
-	// TTL is how long a message stays resumable.
-	TTL time.Duration `koanf:"ttl"`
-	// Retention overrides size and TTL for channels matching a pattern:
-	// "pattern=size/ttl" ("user:*=200/24h", "broadcast=20/", "audit:*=/1h");
-	// the first matching rule wins, an empty part keeps the default.
-	Retention []string `koanf:"retention"`
-}
-
-// RetentionRule is one parsed history.retention entry.
-type RetentionRule struct {
-	Pattern string
-	Size    int
-	TTL     time.Duration
-}
-
-// RetentionRules parses history.retention.
-func (h History) RetentionRules() ([]RetentionRule, error) {
-	var out []RetentionRule
-	for i, r := range h.Retention {
-		pat, spec, ok := strings.Cut(r, "=")
-		sizeStr, ttlStr, ok2 := strings.Cut(spec, "/")
-		if !ok || !ok2 || pat == "" {
-			return nil, fmt.Errorf("history.retention[%d]: %q must be \"pattern=size/ttl\"", i, r)
-		}
-		rule := RetentionRule{Pattern: pat}
-		if sizeStr != "" {
-			n, err := strconv.Atoi(sizeStr)
-			if err != nil || n < 1 || n > 1_000_000 {
-				return nil, fmt.Errorf("history.retention[%d]: size %q must be 1..1000000", i, sizeStr)
-			}
-			rule.Size = n
-		}
-		if ttlStr != "" {
-			d, err := time.ParseDuration(ttlStr)
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("history.retention[%d]: ttl %q must be a positive duration", i, ttlStr)
-			}
-			rule.TTL = d
-		}
-		out = append(out, rule)
-	}
-	return out, nil
-}
-
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -125,7 +76,7 @@ func Default() Config {
 		Compat:  Compat{ChannelsRedis: compat.DefaultConfig()},
 		API:     edgeconf.DefaultAPI(fanout.DefaultIdempotencyWindow),
 		Fanout:  fanout.DefaultConfig(),
-		History: History{Size: fanout.DefaultHistorySize, TTL: fanout.DefaultHistoryTTL},
+		History: fanout.DefaultHistoryConfig(),
 		Stream:  protocols.DefaultStreamConfig(),
 		Limits:  edgeconf.DefaultLimits(),
 		Log:     Log{Level: "info", Format: "text"},
@@ -291,13 +242,7 @@ func (c *Config) Validate() error {
 		l.Add("admin.key", "must differ from api.key")
 	}
 	l.Append(c.Fanout.Validate())
-	if c.History.Size < 1 || c.History.Size > 1_000_000 {
-		l.Add("history.size", "must be between 1 and 1000000, got %d", c.History.Size)
-	}
-	l.Between("history.ttl", c.History.TTL, time.Second, 30*24*time.Hour, false)
-	if _, err := c.History.RetentionRules(); err != nil {
-		l.Append(&KeyError{Key: "history.retention", Msg: err.Error()})
-	}
+	l.Append(c.History.Validate())
 	l.Append(c.Stream.Validate())
 	l.Append(c.Limits.Validate())
 	l.Append(c.Tracing.Validate())

@@ -59,7 +59,7 @@ type Server struct {
 	authv    atomic.Pointer[auth.Verifier] // the token verifier
 	env      atomic.Pointer[protocols.Env] // new sessions take the current one
 	orig     atomic.Pointer[originSet]     // server.allowed_origins
-	rules    atomic.Pointer[[]config.RetentionRule]
+	rules    atomic.Pointer[[]fanout.RetentionRule]
 	reloadMu sync.Mutex
 
 	// Connections and their lifetime.
@@ -267,7 +267,7 @@ func (s *Server) retention(ch string) (int, time.Duration) {
 
 // setRetention puts history.retention (validated at load) in effect for
 // the publishes that follow.
-func (s *Server) setRetention(cfg config.History) {
+func (s *Server) setRetention(cfg fanout.HistoryConfig) {
 	rules, _ := cfg.RetentionRules()
 	s.rules.Store(&rules)
 }

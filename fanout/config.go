@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,4 +160,77 @@ func (t RedisTLSConfig) validateKeys(key string, l *confkey.List) {
 			l.Add(key, "%v", err)
 		}
 	}
+}
+
+// HistoryConfig is the "history" configuration section: the per-channel
+// history both brokers keep for resume (MemoryConfig and RedisConfig
+// HistorySize, HistoryTTL and Retention are set from it).
+type HistoryConfig struct {
+	// Size is how many messages each channel keeps.
+	Size int `koanf:"size"`
+	// TTL is how long a message stays resumable.
+	TTL time.Duration `koanf:"ttl"`
+	// Retention overrides size and TTL for channels matching a pattern:
+	// "pattern=size/ttl" ("user:*=200/24h", "broadcast=20/", "audit:*=/1h");
+	// the first matching rule wins, an empty part keeps the default.
+	Retention []string `koanf:"retention"`
+}
+
+// RetentionRule is one parsed history.retention entry; a zero Size or TTL
+// keeps the default.
+type RetentionRule struct {
+	// Pattern is the channel glob the rule applies to.
+	Pattern string
+	// Size is the history size of matching channels.
+	Size int
+	// TTL is the history TTL of matching channels.
+	TTL time.Duration
+}
+
+// RetentionRules parses history.retention.
+func (h HistoryConfig) RetentionRules() ([]RetentionRule, error) {
+	var out []RetentionRule
+	for i, r := range h.Retention {
+		pat, spec, ok := strings.Cut(r, "=")
+		sizeStr, ttlStr, ok2 := strings.Cut(spec, "/")
+		if !ok || !ok2 || pat == "" {
+			return nil, fmt.Errorf("history.retention[%d]: %q must be \"pattern=size/ttl\"", i, r)
+		}
+		rule := RetentionRule{Pattern: pat}
+		if sizeStr != "" {
+			n, err := strconv.Atoi(sizeStr)
+			if err != nil || n < 1 || n > 1_000_000 {
+				return nil, fmt.Errorf("history.retention[%d]: size %q must be 1..1000000", i, sizeStr)
+			}
+			rule.Size = n
+		}
+		if ttlStr != "" {
+			d, err := time.ParseDuration(ttlStr)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("history.retention[%d]: ttl %q must be a positive duration", i, ttlStr)
+			}
+			rule.TTL = d
+		}
+		out = append(out, rule)
+	}
+	return out, nil
+}
+
+// DefaultHistoryConfig returns the history section's defaults.
+func DefaultHistoryConfig() HistoryConfig {
+	return HistoryConfig{Size: DefaultHistorySize, TTL: DefaultHistoryTTL}
+}
+
+// Validate checks the history section and returns every problem as a
+// *confkey.Error naming its full key.
+func (h HistoryConfig) Validate() error {
+	var l confkey.List
+	if h.Size < 1 || h.Size > 1_000_000 {
+		l.Add("history.size", "must be between 1 and 1000000, got %d", h.Size)
+	}
+	l.Between("history.ttl", h.TTL, time.Second, 30*24*time.Hour, false)
+	if _, err := h.RetentionRules(); err != nil {
+		l.Append(&confkey.Error{Key: "history.retention", Msg: err.Error()})
+	}
+	return l.Err()
 }

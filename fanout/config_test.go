@@ -51,3 +51,33 @@ func TestRedisApplyDefaults(t *testing.T) {
 		t.Fatalf("memory defaults %+v", m)
 	}
 }
+
+// The history section: defaults validate, rules parse, problems name
+// their keys.
+func TestHistoryConfig(t *testing.T) {
+	h := DefaultHistoryConfig()
+	if err := h.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	h.Retention = []string{"user:*=200/24h", "broadcast=20/", "audit:*=/1h"}
+	rules, err := h.RetentionRules()
+	want := []RetentionRule{{"user:*", 200, 24 * time.Hour}, {"broadcast", 20, 0}, {"audit:*", 0, time.Hour}}
+	if err != nil || !reflect.DeepEqual(rules, want) {
+		t.Fatalf("rules %+v %v, want %+v", rules, err, want)
+	}
+	for _, tc := range []struct {
+		mutate func(*HistoryConfig)
+		key    string
+	}{
+		{func(h *HistoryConfig) { h.Size = 0 }, "history.size"},
+		{func(h *HistoryConfig) { h.TTL = 0 }, "history.ttl"},
+		{func(h *HistoryConfig) { h.Retention = []string{"user:*"} }, "history.retention"},
+	} {
+		h := DefaultHistoryConfig()
+		tc.mutate(&h)
+		var ke *confkey.Error
+		if err := h.Validate(); !errors.As(err, &ke) || ke.Key != tc.key {
+			t.Errorf("got %v, want an error for %s", err, tc.key)
+		}
+	}
+}
