@@ -55,7 +55,10 @@ func startFloor(t *testing.T, opts floor.Options) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := floor.NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
+	s, err := floor.NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {

@@ -15,6 +15,11 @@
 // under overload: each connection gets a queue, and whatever is pending
 // when a writer gets to it leaves in one write (up to Coalesce messages),
 // still without history, cursors or limits.
+//
+// With Options.Netpoll set, idle connections hold no goroutine: they are
+// parked on epoll readiness (package internal/netpoll) and read only when
+// bytes arrive, so what an idle connection costs without its reader
+// goroutine can be measured.
 package floor
 
 import (
@@ -33,6 +38,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
+
+	"github.com/heraldrt/herald/internal/netpoll"
 )
 
 // writeTimeout bounds one write to a client.
@@ -44,6 +51,9 @@ type Options struct {
 	// to this many pending ones in one write; 0 writes each message to
 	// every recipient as it is published.
 	Coalesce int
+	// Netpoll parks idle connections on epoll readiness instead of
+	// keeping a goroutine blocked in Read for each (Linux only).
+	Netpoll bool
 }
 
 // coalesceWriters is the number of goroutines that flush connection
@@ -53,7 +63,8 @@ const coalesceWriters = 64
 // Server is the floor server.
 type Server struct {
 	opts Options
-	wq   chan *conn // coalescing mode: connections with pending messages
+	poll *netpoll.Poller // Options.Netpoll, or nil
+	wq   chan *conn      // coalescing mode: connections with pending messages
 	log  *slog.Logger
 	http *fasthttp.Server
 	up   websocket.FastHTTPUpgrader
@@ -71,9 +82,18 @@ type Server struct {
 type conn struct {
 	user string
 	ws   *websocket.Conn // WebSocket, or nil
-	raw  net.Conn        // SSE socket, or nil
-	wmu  sync.Mutex
-	dead atomic.Bool
+	raw  net.Conn        // SSE socket, parked WebSocket's socket, or nil
+	// wsRaw: a parked WebSocket, whose frames the floor writes on raw
+	// itself (the library's Conn, and the handshake buffers it holds, are
+	// dropped after the upgrade).
+	wsRaw bool
+	wmu   sync.Mutex
+	dead  atomic.Bool
+
+	// Netpoll mode: the parked socket's registration, and the start of a
+	// client frame whose rest has not arrived yet (nil when none).
+	pw   *netpoll.Waiter
+	part []byte
 
 	// Coalescing mode: messages waiting for a writer, and whether the
 	// connection is already waiting for (or held by) one.
@@ -90,10 +110,14 @@ type outMsg struct {
 
 // New returns a floor server that logs to log, writing each message as it
 // is published.
-func New(log *slog.Logger) *Server { return NewWith(log, Options{}) }
+func New(log *slog.Logger) *Server {
+	s, _ := NewWith(log, Options{}) // fails only with Netpoll
+	return s
+}
 
-// NewWith returns a floor server configured by opts.
-func NewWith(log *slog.Logger, opts Options) *Server {
+// NewWith returns a floor server configured by opts. It fails only when
+// Options.Netpoll is set and epoll is unavailable.
+func NewWith(log *slog.Logger, opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: log, fan: make(chan outMsg, 4096), done: make(chan struct{}),
 		conns: map[*conn]struct{}{}, users: map[string]map[*conn]struct{}{}}
 	s.up = websocket.FastHTTPUpgrader{
@@ -109,8 +133,17 @@ func NewWith(log *slog.Logger, opts Options) *Server {
 		NoDefaultServerHeader: true,
 		NoDefaultDate:         true,
 		CloseOnShutdown:       true,
-		ReadTimeout:           10 * time.Second,
-		MaxRequestBodySize:    1 << 20,
+		// Parked connections outlive their hijack handler.
+		KeepHijackedConns:  opts.Netpoll,
+		ReadTimeout:        10 * time.Second,
+		MaxRequestBodySize: 1 << 20,
+	}
+	if opts.Netpoll {
+		p, err := netpoll.New()
+		if err != nil {
+			return nil, fmt.Errorf("floor: %w", err)
+		}
+		s.poll = p
 	}
 	s.wg.Add(1)
 	go s.fanout()
@@ -120,7 +153,7 @@ func NewWith(log *slog.Logger, opts Options) *Server {
 			s.wg.Go(s.writer)
 		}
 	}
-	return s
+	return s, nil
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -141,6 +174,9 @@ func (s *Server) Shutdown() error {
 		c.close()
 	}
 	s.mu.Unlock()
+	if s.poll != nil {
+		_ = s.poll.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("floor: shutdown: %w", err)
 	}
@@ -218,6 +254,9 @@ func (s *Server) remove(c *conn) {
 	}
 	s.mu.Unlock()
 	c.close()
+	if c.pw != nil {
+		c.pw.Remove()
+	}
 }
 
 func (c *conn) close() {
@@ -231,12 +270,22 @@ func (c *conn) close() {
 
 func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
 	user := userOf(ctx.QueryArgs().Peek("token"))
+	raw := ctx.Conn() // the accepted socket, under fasthttp's hijack wrapper
 	err := s.up.Upgrade(ctx, func(ws *websocket.Conn) {
 		_ = ws.NetConn().SetDeadline(time.Time{})
 		c := &conn{user: user, ws: ws}
 		_ = ws.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if err := ws.WriteMessage(websocket.TextMessage, established("ws", user)); err != nil {
 			ws.Close()
+			return
+		}
+		if s.poll != nil {
+			if _, ok := raw.(netpoll.Conn); ok {
+				c = &conn{user: user, raw: raw, wsRaw: true}
+			}
+		}
+		if c.wsRaw {
+			s.serveParked(c, raw, func() { s.wsReady(c, raw) }, func() { s.wsReadLoop(c, raw) })
 			return
 		}
 		s.add(c)
@@ -256,8 +305,9 @@ const sseHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Con
 
 func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 	user := userOf(ctx.QueryArgs().Peek("token"))
+	nc := ctx.Conn() // the accepted socket, not fasthttp's hijack wrapper
 	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(nc net.Conn) {
+	ctx.Hijack(func(net.Conn) {
 		_ = nc.SetDeadline(time.Now().Add(writeTimeout))
 		first := append([]byte(sseHead), "data: "...)
 		first = append(append(first, established("sse", user)...), "\n\n"...)
@@ -266,6 +316,10 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 		}
 		_ = nc.SetDeadline(time.Time{})
 		c := &conn{user: user, raw: nc}
+		if s.poll != nil {
+			s.serveParked(c, nc, func() { s.sseReady(c, nc) }, func() { s.sseReadLoop(c, nc) })
+			return
+		}
 		s.add(c)
 		defer s.remove(c)
 		var b [64]byte
@@ -351,6 +405,10 @@ func (s *Server) fanout() {
 			continue
 		}
 		sse := append(append([]byte("data: "), m.data...), "\n\n"...)
+		var wsf []byte // the frame parked WebSockets get, written by hand
+		if s.poll != nil {
+			wsf = appendWSText(nil, m.data)
+		}
 		n := min(runtime.GOMAXPROCS(0), (len(targets)+63)/64)
 		var wg sync.WaitGroup
 		for w := range n {
@@ -358,7 +416,7 @@ func (s *Server) fanout() {
 			go func() {
 				defer wg.Done()
 				for i := w; i < len(targets); i += n {
-					targets[i].write(pm, sse)
+					targets[i].write(pm, wsf, sse)
 				}
 			}()
 		}
@@ -366,7 +424,7 @@ func (s *Server) fanout() {
 	}
 }
 
-func (c *conn) write(pm *websocket.PreparedMessage, sse []byte) {
+func (c *conn) write(pm *websocket.PreparedMessage, wsf, sse []byte) {
 	if c.dead.Load() {
 		return
 	}
@@ -378,7 +436,11 @@ func (c *conn) write(pm *websocket.PreparedMessage, sse []byte) {
 		err = c.ws.WritePreparedMessage(pm)
 	} else {
 		_ = c.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
-		_, err = c.raw.Write(sse)
+		if c.wsRaw {
+			_, err = c.raw.Write(wsf)
+		} else {
+			_, err = c.raw.Write(sse)
+		}
 	}
 	if err != nil {
 		c.close()
@@ -438,7 +500,7 @@ func (s *Server) flush(c *conn) {
 		c.qmu.Unlock()
 		buf = buf[:0]
 		for _, d := range batch {
-			if c.ws != nil {
+			if c.ws != nil || c.wsRaw {
 				buf = appendWSText(buf, d)
 			} else {
 				buf = append(append(append(buf, "data: "...), d...), "\n\n"...)
@@ -472,4 +534,165 @@ func appendWSText(b, payload []byte) []byte {
 		b = append(b, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 	}
 	return append(b, payload...)
+}
+
+// serveParked adds c and parks its socket on the poller (netpoll mode):
+// ready then runs whenever bytes or a hang-up arrive. A socket that cannot
+// be parked is read by loop in this goroutine instead.
+func (s *Server) serveParked(c *conn, nc net.Conn, ready, loop func()) {
+	if sc, ok := nc.(netpoll.Conn); ok {
+		if w, err := s.poll.Register(sc, ready); err == nil {
+			c.pw = w // before add: remove finds it
+		}
+	}
+	s.add(c)
+	if c.pw != nil {
+		if err := c.pw.Arm(); err == nil {
+			return
+		}
+		c.pw.Remove()
+	}
+	loop()
+}
+
+// sseReady runs when a parked SSE socket is readable: an EventSource
+// sends nothing, so this is the peer closing (or sending junk, read and
+// dropped like the goroutine mode does).
+func (s *Server) sseReady(c *conn, nc net.Conn) {
+	var b [64]byte
+	_ = nc.SetReadDeadline(time.Now().Add(writeTimeout))
+	if _, err := nc.Read(b[:]); err != nil || c.pw.Arm() != nil {
+		s.remove(c)
+	}
+}
+
+// sseReadLoop reads an SSE socket that could not be parked until it ends.
+func (s *Server) sseReadLoop(c *conn, nc net.Conn) {
+	defer s.remove(c)
+	var b [64]byte
+	for {
+		if _, err := nc.Read(b[:]); err != nil {
+			return
+		}
+	}
+}
+
+// maxClientFrame bounds what a parked WebSocket keeps of an incomplete
+// frame: clients of these paths send control frames and short messages.
+const maxClientFrame = 64 << 10
+
+// wsReadChunk is how much one wake-up reads; more pending bytes wake the
+// connection again at once.
+const wsReadChunk = 2048
+
+// wsReady runs when a parked WebSocket is readable: it reads what arrived
+// (wsRead) and parks the connection again, or ends it.
+func (s *Server) wsReady(c *conn, nc net.Conn) {
+	_ = nc.SetReadDeadline(time.Now().Add(writeTimeout))
+	if s.wsRead(c, nc) && c.pw.Arm() != nil {
+		s.remove(c)
+	}
+}
+
+// wsReadLoop reads a hand-written WebSocket (wsRaw) that could not be
+// parked, until it ends.
+func (s *Server) wsReadLoop(c *conn, nc net.Conn) {
+	for s.wsRead(c, nc) {
+	}
+}
+
+// wsRead reads once from a hand-written WebSocket: it answers pings,
+// closes on a close frame or EOF, drops data messages and keeps an
+// incomplete frame's bytes for the next read. It returns false, having
+// removed the connection, when the connection ended.
+func (s *Server) wsRead(c *conn, nc net.Conn) bool {
+	var b [wsReadChunk]byte
+	n, err := nc.Read(b[:])
+	if err != nil {
+		s.remove(c)
+		return false
+	}
+	data := b[:n]
+	if len(c.part) > 0 {
+		data = append(c.part, data...)
+		c.part = nil
+	}
+	for len(data) > 0 {
+		op, payload, size := wsFrame(data)
+		if size < 0 {
+			s.remove(c)
+			return false
+		}
+		if size == 0 {
+			break
+		}
+		data = data[size:]
+		switch op {
+		case 0x8: // close: echo it and end the connection
+			c.writeControl(0x8, payload)
+			s.remove(c)
+			return false
+		case 0x9: // ping
+			c.writeControl(0xA, payload)
+		}
+	}
+	if len(data) > 0 {
+		c.part = bytes.Clone(data)
+	}
+	return true
+}
+
+// writeControl writes an unmasked control frame on a hand-written
+// WebSocket.
+func (c *conn) writeControl(op byte, payload []byte) {
+	f := append([]byte{0x80 | op, byte(len(payload))}, payload...)
+	c.wmu.Lock()
+	_ = c.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, _ = c.raw.Write(f)
+	c.wmu.Unlock()
+}
+
+// wsFrame parses the client frame at the start of b and unmasks its
+// payload in place; size is 0 when b does not yet hold the whole frame,
+// -1 for a frame longer than maxClientFrame.
+func wsFrame(b []byte) (op byte, payload []byte, size int) {
+	if len(b) < 2 {
+		return 0, nil, 0
+	}
+	op, n, h := b[0]&0x0f, uint64(b[1]&0x7f), 2
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return 0, nil, 0
+		}
+		n, h = uint64(b[2])<<8|uint64(b[3]), 4
+	case 127:
+		if len(b) < 10 {
+			return 0, nil, 0
+		}
+		n, h = 0, 10
+		for _, x := range b[2:10] {
+			n = n<<8 | uint64(x)
+		}
+	}
+	if n > maxClientFrame {
+		return 0, nil, -1
+	}
+	var mask []byte
+	if b[1]&0x80 != 0 {
+		if len(b) < h+4 {
+			return 0, nil, 0
+		}
+		mask, h = b[h:h+4], h+4
+	}
+	if uint64(len(b)-h) < n {
+		return 0, nil, 0
+	}
+	payload = b[h : h+int(n)]
+	if mask != nil {
+		for i := range payload {
+			payload[i] ^= mask[i&3]
+		}
+	}
+	return op, payload, h + int(n)
 }

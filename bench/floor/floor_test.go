@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,10 @@ func TestCoalesceFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Coalesce: 4})
+	s, err := NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Coalesce: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	defer func() {
@@ -97,4 +101,124 @@ func TestCoalesceFrames(t *testing.T) {
 			t.Fatalf("sse message %d: %.40q, want %.40q", i, got, w)
 		}
 	}
+}
+
+// TestNetpollParksIdleConnections checks the floor's netpoll mode: idle
+// WebSocket and SSE connections hold no goroutine, a parked WebSocket
+// still answers pings and receives broadcasts, and a client that closes
+// (close frame or plain hang-up) is removed.
+func TestNetpollParksIdleConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Netpoll: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	defer func() {
+		if err := s.Shutdown(); err != nil {
+			t.Error(err)
+		}
+		<-done
+	}()
+	addr := ln.Addr().String()
+	waitLen := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for s.Len() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections, want %d", s.Len(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws/notifications/?token=u1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, _, err := ws.ReadMessage(); err != nil { // connection_established
+		t.Fatal(err)
+	}
+	waitLen(1)
+	base := runtime.NumGoroutine()
+
+	const idle = 200
+	var socks []net.Conn
+	for i := range idle {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, c)
+		// One at a time, so fasthttp's worker pool needs no more
+		// workers than it had.
+		fmt.Fprintf(c, "GET /sse/notifications/?token=s%d HTTP/1.1\r\nHost: %s\r\n\r\n", i, addr)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := bufio.NewReader(c).ReadString('}'); err != nil { // head and connection_established
+			t.Fatal(err)
+		}
+	}
+	waitLen(1 + idle)
+	time.Sleep(100 * time.Millisecond) // the last hijack goroutine returns
+	if g := runtime.NumGoroutine(); g > base+idle/20 {
+		t.Fatalf("%d goroutines with %d parked SSE connections (%d before)", g, idle, base)
+	}
+
+	// A ping, split across two writes so the frame arrives in two parts,
+	// is answered with a pong carrying its payload (seen by a reading
+	// client), and the parked connection still receives broadcasts.
+	pong := make(chan string, 1)
+	ws.SetPongHandler(func(p string) error { pong <- p; return nil })
+	msgs := make(chan string, 4)
+	go func() {
+		defer close(msgs)
+		for {
+			_, m, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			msgs <- string(m)
+		}
+	}()
+	raw := ws.NetConn()
+	frame := []byte{0x89, 0x80 | 4, 1, 2, 3, 4}
+	frame = append(frame, 'p'^1, 'i'^2, 'n'^3, 'g'^4)
+	if _, err := raw.Write(frame[:4]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, err := raw.Write(frame[4:]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-pong:
+		if p != "ping" {
+			t.Fatalf("pong payload %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pong")
+	}
+	resp, err := http.Post("http://"+addr+"/api/publish", "application/json", strings.NewReader(`{"channel":"broadcast","data":"hello"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := <-msgs; got != `"hello"` {
+		t.Fatalf("broadcast: %q", got)
+	}
+
+	for _, c := range socks {
+		c.Close()
+	}
+	waitLen(1)
+	if err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitLen(0)
 }

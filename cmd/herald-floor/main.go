@@ -3,7 +3,7 @@
 // holds connections and pushes published messages, i.e. the floor cost of
 // the libraries Herald is built on.
 //
-//	herald-floor --listen 127.0.0.1:18100 [--coalesce 64]
+//	herald-floor --listen 127.0.0.1:18100 [--coalesce 64] [--netpoll]
 package main
 
 import (
@@ -24,6 +24,7 @@ func main() {
 	fs := pflag.NewFlagSet("herald-floor", pflag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:18100", "listen address")
 	coalesce := fs.Int("coalesce", 0, "queue each connection's messages and send up to this many pending ones in one write (0: write each message as published)")
+	netpoll := fs.Bool("netpoll", false, "park idle connections on epoll readiness instead of a reader goroutine each (Linux)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -31,7 +32,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "herald-floor: --coalesce must not be negative")
 		os.Exit(2)
 	}
-	if err := run(*listen, floor.Options{Coalesce: *coalesce}); err != nil {
+	if err := run(*listen, floor.Options{Coalesce: *coalesce, Netpoll: *netpoll}); err != nil {
 		fmt.Fprintln(os.Stderr, "herald-floor:", err)
 		os.Exit(1)
 	}
@@ -45,7 +46,10 @@ func run(listen string, opts floor.Options) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	s := floor.NewWith(log, opts)
+	s, err := floor.NewWith(log, opts)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ln) }()
 	log.Warn("floor listening", "addr", ln.Addr().String())
