@@ -344,20 +344,22 @@ func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	raw := ctx.Conn() // the accepted socket, under fasthttp's hijack wrapper
 	err := s.upgrader.Upgrade(ctx, func(c *websocket.Conn) {
 		// Only the socket is kept: the session reads and writes it itself,
 		// so the library's Conn and its buffers are garbage from here on.
 		conn := c.UnderlyingConn()
+		if s.env.Load().Poller != nil {
+			conn = detachHijacked(conn, raw)
+		}
 		sess.Attach(conn)
 		s.metrics.Connections.WithLabelValues("ws").Inc()
 		s.metrics.Connects.WithLabelValues("ws").Inc()
 		s.log.Debug("connected", "transport", "ws", "user", sess.UserID(), "session", sess.ID(), "remote", ctx.RemoteAddr().String())
 		// Return at once so fasthttp releases the request context; the
-		// session's reader is the one goroutine this connection keeps.
-		go func() {
-			sess.ServeWS(conn)
-			s.end(sess)
-		}()
+		// session's reader (a goroutine, or the poller when the socket is
+		// parked) is all this connection keeps.
+		sess.Run(conn, func() { s.end(sess) })
 	})
 	if err != nil {
 		sess.Close(protocols.CloseProtocolError)
@@ -408,7 +410,8 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 	ctx.Hijack(func(net.Conn) {
 		// Write and read the accepted socket itself: fasthttp's hijack
 		// wrapper and its read buffer are then garbage, and an SSE
-		// connection costs its reader goroutine and little else.
+		// connection costs its reader goroutine (none when parked) and
+		// little else.
 		_ = raw.SetWriteDeadline(time.Now().Add(s.env.Load().Config.WriteTimeout))
 		if _, err := raw.Write(head); err != nil {
 			sess.Close(protocols.CloseGoingAway)
@@ -420,9 +423,44 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 		s.metrics.Connections.WithLabelValues("sse").Inc()
 		s.metrics.Connects.WithLabelValues("sse").Inc()
 		s.log.Debug("connected", "transport", "sse", "user", sess.UserID(), "session", sess.ID())
-		go func() {
-			sess.ServeSSE(raw)
-			s.end(sess)
-		}()
+		sess.Run(raw, func() { s.end(sess) })
 	})
+}
+
+// detachHijacked returns the accepted socket raw in place of hj, fasthttp's
+// hijack wrapper around it, when the wrapper's read buffer holds nothing:
+// the session then reads the socket itself, which the poller can watch,
+// and the wrapper's buffer is garbage. A client must wait for the 101
+// before sending frames, but one that did not has its early bytes kept:
+// the wrapper is returned, to be read by a goroutine as without parking.
+func detachHijacked(hj, raw net.Conn) net.Conn {
+	if raw == nil || hj == raw {
+		return hj
+	}
+	// An expired deadline makes the read return what the wrapper has
+	// buffered, or fail at once without touching the socket.
+	_ = raw.SetReadDeadline(time.Unix(1, 0))
+	var b [1]byte
+	n, _ := hj.Read(b[:])
+	_ = raw.SetReadDeadline(time.Time{})
+	if n > 0 {
+		return &prefixedConn{Conn: hj, prefix: b[:n]}
+	}
+	return raw
+}
+
+// prefixedConn reads prefix before its connection: a byte taken from
+// a hijack wrapper while checking it for buffered data.
+type prefixedConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixedConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }

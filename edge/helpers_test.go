@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -34,6 +35,11 @@ type testServer struct {
 	done chan error
 }
 
+// parkAll runs every test server with server.netpoll on:
+//
+//	go test -run 'TestX' ./edge -args -netpoll
+var parkAll = flag.Bool("netpoll", false, "start the tests' servers with server.netpoll: true")
+
 func testConfig() config.Config { return heraldtest.Config(testSecret, testAPIKey) }
 
 func testLogger(t testing.TB) *slog.Logger { return heraldtest.Logger() }
@@ -49,6 +55,9 @@ func startServerWith(t testing.TB, log *slog.Logger, mutate func(*config.Config)
 	cfg := testConfig()
 	if mutate != nil {
 		mutate(&cfg)
+	}
+	if *parkAll {
+		cfg.Server.Netpoll = true
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
 	"github.com/heraldrt/herald/internal/glob"
+	"github.com/heraldrt/herald/internal/netpoll"
 	"github.com/heraldrt/herald/protocols"
 	"github.com/heraldrt/herald/telemetry"
 )
@@ -150,7 +151,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, fmt.Errorf("subscribe control channels: %w", err)
 	}
 	s.orig.Store(newOriginSet(cfg.Server.AllowedOrigins))
+	var poller *netpoll.Poller
+	if cfg.Server.Netpoll {
+		p, err := netpoll.New()
+		if err != nil {
+			s.closeIngest()
+			b.Close()
+			return nil, fmt.Errorf("server.netpoll: %w", err)
+		}
+		poller = p
+	}
 	s.env.Store(&protocols.Env{
+		Poller:  poller,
 		Config:  streamConfig(cfg),
 		Writers: protocols.NewWriters(cfg.Stream.Writers),
 		Metrics: &protocols.Metrics{
@@ -389,6 +401,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
 	}
 	s.env.Load().Writers.Close()
+	if p := s.env.Load().Poller; p != nil {
+		if err := p.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown poller: %w", err))
+		}
+	}
 	s.verifier().Close()
 	s.admin.shutdown(ctx)
 	if err := s.tracing.Shutdown(ctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"log/slog"
 	"net"
 	"os"
@@ -14,7 +15,14 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/netpoll"
 )
+
+// parkAll runs the harness's sessions parked on a netpoll.Poller (as with
+// server.netpoll) instead of with a reader goroutine each:
+//
+//	go test -run 'TestServeWS|TestServeSSE|TestSession' ./protocols -args -netpoll
+var parkAll = flag.Bool("netpoll", false, "serve the tests' sessions parked on epoll (server.netpoll)")
 
 // waitTimeout bounds every wait in these tests. It is far above what any
 // step needs, so a slow, shared, race-instrumented machine does not make
@@ -39,14 +47,31 @@ func newHarness(t testing.TB, cfg Config, mcfg fanout.MemoryConfig) *harness {
 		History: h.broker,
 		Log:     slog.New(slog.DiscardHandler),
 	}
+	if *parkAll {
+		h.park(t)
+	}
 	t.Cleanup(h.close)
 	return h
+}
+
+// park gives the harness's Env a poller, so sessions started with Run are
+// parked.
+func (h *harness) park(t testing.TB) {
+	t.Helper()
+	p, err := netpoll.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.env.Poller = p
 }
 
 func (h *harness) close() {
 	h.once.Do(func() {
 		h.env.Writers.Close()
 		h.broker.Close()
+		if h.env.Poller != nil {
+			_ = h.env.Poller.Close()
+		}
 	})
 }
 
@@ -135,7 +160,7 @@ func (h *harness) attach(s *Session) net.Conn {
 	server, client := tcpPair(h.t)
 	s.Attach(server)
 	if _, ok := s.Transport().(SSETransport); ok {
-		go s.ServeSSE(server)
+		s.Run(server, func() {})
 	}
 	h.t.Cleanup(func() {
 		s.Close(CloseShutdown)

@@ -5,7 +5,9 @@
 // position (cursor) in each, a bounded outbound queue, and the socket. The
 // hub hands it messages with Enqueue; a pooled writer drains the queue and
 // writes everything queued in one syscall, framed by the session's
-// Transport. One goroutine per connection, the reader, waits on the socket.
+// Transport. One goroutine per connection, the reader, waits on the socket
+// — or none, when the node parks idle sockets on its epoll poller (Env.Poller,
+// see park.go).
 package protocols
 
 import (
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/netpoll"
 )
 
 // Historian is the part of a fanout.Broker a session needs to replay
@@ -145,6 +148,9 @@ type Env struct {
 	// connection is then closed (CloseChannelsRevoked) and the client
 	// reconnects with the narrower token. A refresh never adds channels.
 	Refresh func(token string, channels []string) (userID string, expires time.Time, err error)
+	// Poller, when set, parks idle connections (Session.Run) instead of
+	// keeping a reader goroutine per connection (server.netpoll).
+	Poller *netpoll.Poller
 }
 
 // discardLog stands in for Env.Log when it is nil, so sessions log
@@ -236,6 +242,8 @@ type Session struct {
 	closed     bool
 	reason     CloseReason
 	keepalive  *time.Timer
+	// parked is the read side when the socket is parked on Env.Poller.
+	parked *parkState
 	// life fires at the next lifetime event: token_expiring, token expiry,
 	// or the end of the maximum lifetime. One timer serves all three.
 	life         *time.Timer
@@ -244,6 +252,8 @@ type Session struct {
 	expiringSent bool
 
 	lastWrite    atomic.Int64 // unix nanos
+	lastFrame    atomic.Int64 // unix nanos of the last client frame (parked WebSocket)
+	readEnded    atomic.Bool  // a parked read side has ended
 	lastActivity atomic.Int64 // unix nanos of the last message either way
 	ended        atomic.Bool
 	finished     chan struct{}
@@ -390,11 +400,17 @@ func (s *Session) terminate() {
 		s.life.Stop()
 	}
 	conn := s.conn
+	parked := s.parked != nil
 	s.mu.Unlock()
 	if conn != nil {
 		conn.Close()
 	}
 	close(s.finished)
+	if parked {
+		// A closed socket leaves the epoll set without an event: end
+		// the parked read side here.
+		s.endRead()
+	}
 }
 
 // finish ends the read side: when Herald is closing the connection it lets

@@ -33,36 +33,42 @@ func (s *Session) ServeWS(conn net.Conn) {
 			s.readError(err)
 			break
 		}
-		switch op {
-		case opPing:
-			s.reply(item{kind: itemRaw, b: appendFrame(nil, opPong, p)})
-		case opPong:
-		case opClose:
-			// Echo the client's close and end the connection (RFC 6455
-			// 5.5.1), unless the close frame itself is malformed.
-			reason, err := clientClose(p)
-			if err != nil {
-				s.readError(err)
-			} else {
-				s.Close(reason)
-			}
-		case opText:
-			s.Touch()
-			msg, action, reply := ParseInbound(p)
-			switch action {
-			case ActionReply:
-				s.reply(item{kind: itemEvent, b: reply})
-			case ActionRefresh:
-				if reply := s.refresh(msg.Token); reply != nil {
-					s.reply(item{kind: itemEvent, b: reply})
-				}
-			case ActionClose:
-				s.readError(protoErr(CloseInvalidPayload, "text message is not UTF-8"))
-			}
-		}
+		s.handleFrame(op, p)
 	}
 	// Let the writer send a pending close frame before the socket goes.
 	s.finish()
+}
+
+// handleFrame acts on one client frame: a ping is answered, a close
+// echoed, a text message parsed as an inbound request.
+func (s *Session) handleFrame(op byte, p []byte) {
+	switch op {
+	case opPing:
+		s.reply(item{kind: itemRaw, b: appendFrame(nil, opPong, p)})
+	case opPong:
+	case opClose:
+		// Echo the client's close and end the connection (RFC 6455
+		// 5.5.1), unless the close frame itself is malformed.
+		reason, err := clientClose(p)
+		if err != nil {
+			s.readError(err)
+		} else {
+			s.Close(reason)
+		}
+	case opText:
+		s.Touch()
+		msg, action, reply := ParseInbound(p)
+		switch action {
+		case ActionReply:
+			s.reply(item{kind: itemEvent, b: reply})
+		case ActionRefresh:
+			if reply := s.refresh(msg.Token); reply != nil {
+				s.reply(item{kind: itemEvent, b: reply})
+			}
+		case ActionClose:
+			s.readError(protoErr(CloseInvalidPayload, "text message is not UTF-8"))
+		}
+	}
 }
 
 // readError ends the connection for a read error: a refused frame closes

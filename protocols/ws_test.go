@@ -37,9 +37,17 @@ func startWSServer(t *testing.T, h *harness, opts Options) *wsServer {
 				c.Close()
 				return
 			}
-			s.Attach(c.UnderlyingConn())
+			conn := c.UnderlyingConn()
+			if h.env.Poller != nil {
+				conn = ctx.Conn() // the socket itself, as edge does
+			}
+			s.Attach(conn)
 			ws.sessions <- s
-			s.ServeWS(c.UnderlyingConn())
+			// Serve until the read side ends: fasthttp closes the socket
+			// when this handler returns.
+			ended := make(chan struct{})
+			s.Run(conn, func() { close(ended) })
+			<-ended
 		})
 		if err != nil {
 			t.Errorf("Upgrade: %v", err)

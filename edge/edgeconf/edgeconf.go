@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -41,6 +42,11 @@ type Server struct {
 	ReconnectWindow time.Duration `koanf:"reconnect_window"`
 	// TLS makes Herald serve https and wss itself.
 	TLS TLS `koanf:"tls"`
+	// Netpoll parks idle WebSocket and SSE connections on epoll readiness
+	// (Linux) instead of keeping a reader goroutine blocked on each, so an
+	// idle connection holds no goroutine stack or read buffer. Connections
+	// Herald serves over TLS itself keep their reader goroutine.
+	Netpoll bool `koanf:"netpoll"`
 }
 
 // TLS configures certificate files for serving https/wss directly (without
@@ -152,6 +158,9 @@ func (s Server) Validate() error {
 	var l confkey.List
 	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 		l.Add("server.listen", "%q is not host:port", s.Listen)
+	}
+	if s.Netpoll && runtime.GOOS != "linux" {
+		l.Add("server.netpoll", "needs Linux (epoll); this is %s", runtime.GOOS)
 	}
 	if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
 		l.Add("server.tls.cert_file", "set both server.tls.cert_file and server.tls.key_file, or neither")

@@ -33,7 +33,7 @@ type Waiter struct {
 	rc    syscall.RawConn
 	ready func()
 	// added: the descriptor is in the epoll set (the first Arm adds it).
-	// Only the goroutine entitled to Arm touches it.
+	// Guarded by p.mu.
 	added bool
 }
 
@@ -134,6 +134,12 @@ func (w *Waiter) Arm() error {
 	w.p.mu.Lock()
 	closed := w.p.closed
 	_, ok := w.p.waiters[w.id]
+	// Decided before the system call: the first event may run the
+	// callback, and its Arm, before epoll_ctl returns here.
+	op := unix.EPOLL_CTL_MOD
+	if !w.added {
+		op, w.added = unix.EPOLL_CTL_ADD, true
+	}
 	w.p.mu.Unlock()
 	if closed {
 		return ErrClosed
@@ -141,14 +147,7 @@ func (w *Waiter) Arm() error {
 	if !ok {
 		return fmt.Errorf("netpoll: arm: %w", net.ErrClosed)
 	}
-	if w.added {
-		return w.ctl(unix.EPOLL_CTL_MOD)
-	}
-	if err := w.ctl(unix.EPOLL_CTL_ADD); err != nil {
-		return err
-	}
-	w.added = true
-	return nil
+	return w.ctl(op)
 }
 
 // Remove stops watching the connection. It is idempotent and may be
