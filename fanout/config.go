@@ -76,8 +76,9 @@ func (c Config) Validate() error {
 }
 
 // validateKeys checks fanout.redis for the redis broker: exactly one
-// topology (shards, cluster or sentinel), addresses, the sentinel section
-// and the TLS files.
+// topology (shards, cluster or sentinel), addresses, the key prefix, the
+// sentinel section, credentials and the TLS files. NewRedis applies it
+// too.
 func (r RedisConfig) validateKeys(l *confkey.List) {
 	sentinel := r.Sentinel.enabled()
 	n := 0
@@ -100,6 +101,9 @@ func (r RedisConfig) validateKeys(l *confkey.List) {
 				l.Add(fmt.Sprintf("%s[%d]", key, i), "%q is not host:port", a)
 			}
 		}
+	}
+	if strings.ContainsAny(r.Prefix, "{}|") {
+		l.Add("fanout.redis.prefix", "%q must not contain '{', '}' or '|'", r.Prefix)
 	}
 	hostPorts("fanout.redis.shards", r.Shards)
 	hostPorts("fanout.redis.cluster", r.Cluster)

@@ -22,6 +22,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Broker = "redis" }, "fanout.redis.shards"},
 		{func(c *Config) { c.Broker, c.Redis.Shards = "redis", []string{"nohost"} }, "fanout.redis.shards[0]"},
 		{func(c *Config) { c.Redis.DialTimeout = 0 }, "fanout.redis.dial_timeout"},
+		{func(c *Config) { c.Broker, c.Redis.Shards, c.Redis.Prefix = "redis", []string{"a:1"}, "a{b}" }, "fanout.redis.prefix"},
+		{func(c *Config) { c.Broker, c.Redis.Shards, c.Redis.Username = "redis", []string{"a:1"}, "u" }, "fanout.redis.password"},
 		{func(c *Config) {
 			c.Broker, c.Redis.Sentinel.Addrs = "redis", []string{"127.0.0.1:26379"}
 		}, "fanout.redis.sentinel.master_sets"},

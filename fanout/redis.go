@@ -95,7 +95,7 @@ var ErrShardUnavailable = errors.New("fanout: redis shard unavailable")
 // attempt of every pub/sub connection.
 func NewRedis(ctx context.Context, cfg RedisConfig, h Handler) (*RedisBroker, error) {
 	cfg.applyDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.check(); err != nil {
 		return nil, err
 	}
 	tlsConf, err := cfg.TLS.Build()

@@ -11,10 +11,13 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/heraldrt/herald/internal/confkey"
 )
 
 // RedisConfig configures the Redis broker (section "fanout.redis"). Zero
-// values mean the defaults of DefaultRedisConfig. Exactly one of Shards and Cluster must be set.
+// values mean the defaults of DefaultRedisConfig. Exactly one of Shards,
+// Cluster and Sentinel must be set.
 type RedisConfig struct {
 	// Shards are independent Redis servers, "host:port". Each channel lives
 	// on the shard ShardIndex picks.
@@ -112,30 +115,13 @@ func (c *RedisConfig) applyDefaults() {
 	}
 }
 
-func (c *RedisConfig) validate() error {
-	switch {
-	case strings.ContainsAny(c.Prefix, "{}|"):
-		return fmt.Errorf("fanout: redis prefix %q must not contain '{', '}' or '|'", c.Prefix)
-	}
-	return c.validateTopology()
-}
-
-// validateTopology checks that exactly one of shards, cluster and sentinel
-// is configured, and the sentinel section itself.
-func (c *RedisConfig) validateTopology() error {
-	n := 0
-	for _, set := range []bool{len(c.Shards) > 0, len(c.Cluster) > 0, c.Sentinel.enabled()} {
-		if set {
-			n++
-		}
-	}
-	switch {
-	case n > 1:
-		return errors.New("fanout: redis shards, cluster and sentinel are mutually exclusive")
-	case n == 0:
-		return errors.New("fanout: redis needs shards, cluster or sentinel addresses")
-	case c.Sentinel.enabled():
-		return c.Sentinel.validate()
+// check applies Config.Validate's fanout.redis rules (topology,
+// addresses, prefix, credentials, TLS files) for NewRedis.
+func (c *RedisConfig) check() error {
+	var l confkey.List
+	c.validateKeys(&l)
+	if err := l.Err(); err != nil {
+		return fmt.Errorf("fanout: %w", err)
 	}
 	return nil
 }

@@ -1,10 +1,7 @@
 package fanout
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -42,35 +39,6 @@ type RedisSentinelConfig struct {
 
 // enabled reports whether sentinel mode is configured.
 func (s RedisSentinelConfig) enabled() bool { return len(s.MasterSets) > 0 || len(s.Addrs) > 0 }
-
-// validate checks the sentinel section.
-func (s RedisSentinelConfig) validate() error {
-	if len(s.MasterSets) == 0 {
-		return errors.New("fanout: redis sentinel.master_sets: list one master set name per shard")
-	}
-	if len(s.Addrs) == 0 {
-		return errors.New("fanout: redis sentinel.addrs: list at least one sentinel host:port")
-	}
-	seen := make(map[string]bool, len(s.MasterSets))
-	for i, m := range s.MasterSets {
-		if m == "" || strings.ContainsAny(m, " \t\r\n") {
-			return fmt.Errorf("fanout: redis sentinel.master_sets[%d]: %q is not a master set name", i, m)
-		}
-		if seen[m] {
-			return fmt.Errorf("fanout: redis sentinel.master_sets[%d]: %q is listed twice", i, m)
-		}
-		seen[m] = true
-	}
-	for i, a := range s.Addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("fanout: redis sentinel.addrs[%d]: %q is not host:port", i, a)
-		}
-	}
-	if s.RefreshInterval < 0 {
-		return fmt.Errorf("fanout: redis sentinel.refresh_interval: must not be negative, got %s", s.RefreshInterval)
-	}
-	return nil
-}
 
 // sentinelWatchInterval is how often a Sentinel shard's current master is
 // compared with the one its pub/sub connection was opened on.
