@@ -139,7 +139,7 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport protocol
 // the request's own origin, a configured origin, or a configured loopback
 // origin with a port wildcard ("http://localhost:*" allows
 // http://localhost:3000, :5173, ...; only localhost, 127.0.0.1 and [::1]
-// take wildcards, see config.Validate). Scheme, host and port are compared
+// take wildcards, see edgeconf.Server.Validate). Scheme, host and port are compared
 // (default ports made explicit): https://host is not http://host.
 func (s *Server) originAllowed(ctx *fasthttp.RequestCtx, origin string) bool {
 	orig := s.orig.Load()
