@@ -10,7 +10,7 @@ import (
 
 	"github.com/heraldrt/herald/bench"
 	"github.com/heraldrt/herald/bench/floor"
-	"github.com/heraldrt/herald/edge"
+	"github.com/heraldrt/herald/internal/edgetest"
 	"github.com/heraldrt/herald/internal/heraldtest"
 )
 
@@ -24,29 +24,8 @@ func startHerald(t *testing.T) string {
 	t.Helper()
 	cfg := heraldtest.Config(testSecret, testAPIKey)
 	cfg.Log.Level = "warn"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := edge.New(context.Background(), cfg, log)
-	if err != nil {
-		t.Fatalf("edge.New: %v", err)
-	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("herald shutdown: %v", err)
-		}
-		<-done
-	})
-	return ln.Addr().String()
+	n := edgetest.Start(t, cfg, edgetest.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return n.Addr
 }
 
 func startFloor(t *testing.T, opts floor.Options) string {

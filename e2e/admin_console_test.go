@@ -34,9 +34,9 @@ func TestAdminConsole(t *testing.T) {
 	n2 := startHerald(t, cfg, nil)
 
 	dial := func(n *node, user string) *websocket.Conn {
-		c, _, err := websocket.DefaultDialer.Dial("ws://"+n.addr+"/ws/notifications/?token="+heraldtest.Token(t, user), nil)
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr+"/ws/notifications/?token="+heraldtest.Token(t, user), nil)
 		if err != nil {
-			t.Fatalf("dial %s as %s: %v", n.addr, user, err)
+			t.Fatalf("dial %s as %s: %v", n.Addr, user, err)
 		}
 		t.Cleanup(func() { c.Close() })
 		return c
@@ -44,12 +44,12 @@ func TestAdminConsole(t *testing.T) {
 	u42a := dial(n1, "42")
 	u42b := dial(n2, "42")
 	u7 := dial(n2, "7")
-	openSSE(t, nil, "http://"+n1.addr+"/sse/notifications/?token="+heraldtest.Token(t, "8"), nil)
+	openSSE(t, nil, "http://"+n1.Addr+"/sse/notifications/?token="+heraldtest.Token(t, "8"), nil)
 
 	b := startBrowser(t)
 	p := b.newPage()
 	p.viewport(1280, 1000, false)
-	p.navigate("http://" + n1.addr + "/admin/")
+	p.navigate("http://" + n1.Addr + "/admin/")
 	p.waitFor(`!document.getElementById('login').classList.contains('hidden')`, 10*time.Second)
 
 	// A wrong key is refused and forgotten.
@@ -98,7 +98,7 @@ func TestAdminConsole(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			publish(t, nil, "http://"+n2.addr, "8", `{"type":"load","i":`+strconv.Itoa(i)+`}`)
+			publish(t, nil, "http://"+n2.Addr, "8", `{"type":"load","i":`+strconv.Itoa(i)+`}`)
 		}
 	}()
 	p.waitFor(`parseFloat(document.getElementById('c-rate').textContent) > 0 && parseFloat(document.getElementById('c-pub').textContent) > 0 && /ms|s$/.test(document.getElementById('c-p99').textContent)`, 20*time.Second)
@@ -142,12 +142,12 @@ func TestAdminConsole(t *testing.T) {
 			}
 		}
 	}
-	publish(t, nil, "http://"+n1.addr, "7", `{"type":"still","marker":"user-7-alive"}`)
+	publish(t, nil, "http://"+n1.Addr, "7", `{"type":"still","marker":"user-7-alive"}`)
 	readUntil(t, u7, "user-7-alive")
 
 	// CSRF: without the header nothing happens, and no other origin may
 	// read or send with the key (no CORS grant).
-	req, _ := http.NewRequest("POST", "http://"+n1.addr+"/admin/disconnect", strings.NewReader(`{"user_id":"7"}`))
+	req, _ := http.NewRequest("POST", "http://"+n1.Addr+"/admin/disconnect", strings.NewReader(`{"user_id":"7"}`))
 	req.Header.Set("Origin", "http://evil.example")
 	req.Header.Set("Content-Type", "text/plain")
 	resp, err := http.DefaultClient.Do(req)
@@ -158,7 +158,7 @@ func TestAdminConsole(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("keyless cross-site POST: %d, want 401", resp.StatusCode)
 	}
-	req, _ = http.NewRequest("OPTIONS", "http://"+n1.addr+"/admin/disconnect", nil)
+	req, _ = http.NewRequest("OPTIONS", "http://"+n1.Addr+"/admin/disconnect", nil)
 	req.Header.Set("Origin", "http://evil.example")
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	req.Header.Set("Access-Control-Request-Headers", "x-admin-key")
@@ -170,7 +170,7 @@ func TestAdminConsole(t *testing.T) {
 	if resp.Header.Get("Access-Control-Allow-Origin") != "" || resp.Header.Get("Access-Control-Allow-Headers") != "" {
 		t.Fatalf("preflight granted: %v", resp.Header)
 	}
-	resp, err = http.Get("http://" + n1.addr + "/admin/")
+	resp, err = http.Get("http://" + n1.Addr + "/admin/")
 	if err != nil {
 		t.Fatal(err)
 	}

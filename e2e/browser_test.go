@@ -59,7 +59,7 @@ func checkWorkflow(t *testing.T, p *page) {
 // herald.js, and renders it; a screenshot is saved.
 func TestDemoPageWebSocket(t *testing.T) {
 	n := startHerald(t, nil, nil)
-	g := startGate(t, n.addr)
+	g := startGate(t, n.Addr)
 	b := startBrowser(t)
 	p := openDemo(t, b, g.url, "step_ms=250")
 	waitTransport(t, p, "websocket")
@@ -87,7 +87,7 @@ func TestDemoPageWebSocket(t *testing.T) {
 	// One event reported for several channels (as stream_reset is after a
 	// restart): one toast, counted, not a stack.
 	for range 3 {
-		publish(t, nil, "http://"+n.addr, "42", `{"type":"stream_reset","reason":"epoch_changed","channel":"user:42"}`)
+		publish(t, nil, "http://"+n.Addr, "42", `{"type":"stream_reset","reason":"epoch_changed","channel":"user:42"}`)
 	}
 	p.waitFor(`document.querySelectorAll('#toasts .toast[data-kind="reset"]').length === 1 &&
 		document.querySelector('#toasts .toast[data-kind="reset"]').textContent.endsWith("×3")`, 10*time.Second)
@@ -105,7 +105,7 @@ func TestDemoPageWebSocket(t *testing.T) {
 // over the event stream.
 func TestDemoForceSSE(t *testing.T) {
 	n := startHerald(t, nil, nil)
-	g := startGate(t, n.addr)
+	g := startGate(t, n.Addr)
 	b := startBrowser(t)
 	p := openDemo(t, b, g.url, "step_ms=250")
 	waitTransport(t, p, "websocket")
@@ -127,7 +127,7 @@ func TestDemoForceSSE(t *testing.T) {
 // arrive exactly once, in order.
 func TestDemoFallbackAndBack(t *testing.T) {
 	n := startHerald(t, nil, nil)
-	g := startGate(t, n.addr)
+	g := startGate(t, n.Addr)
 	g.block(true)
 	b := startBrowser(t)
 	p := openDemo(t, b, g.url, "probe_ms=500&ws_timeout_ms=8000&step_ms=900")
@@ -149,7 +149,7 @@ func TestDemoFallbackAndBack(t *testing.T) {
 				return
 			case <-time.After(60 * time.Millisecond):
 			}
-			publish(t, nil, "http://"+n.addr, "42", fmt.Sprintf(`{"type":"tick","n":%d}`, sent))
+			publish(t, nil, "http://"+n.Addr, "42", fmt.Sprintf(`{"type":"tick","n":%d}`, sent))
 		}
 	}()
 	p.mustEval(`document.getElementById("start").click()`, nil)
@@ -204,29 +204,29 @@ func TestDemoResumesAcrossRestart(t *testing.T) {
 		}
 	}
 	n1 := startHerald(t, redisCfg("127.0.0.1:0"), nil)
-	g := startGate(t, n1.addr)
+	g := startGate(t, n1.Addr)
 	b := startBrowser(t)
 	p := openDemo(t, b, g.url, "probe_ms=500")
 	waitTransport(t, p, "websocket")
 
 	msgs := workflow(777)
 	for _, m := range msgs[:3] { // started, step 1, step 2
-		publish(t, nil, "http://"+n1.addr, "42", m)
+		publish(t, nil, "http://"+n1.Addr, "42", m)
 	}
 	p.waitFor(`(`+workflowJS+`).includes("step2")`, 10*time.Second)
 
-	n1.stop(t)
+	n1.Stop(t)
 	p.waitFor(transportJS+` === null`, 10*time.Second)
 	g.hold.Store(true) // the page cannot reach the new node yet
-	n2 := startHerald(t, redisCfg(n1.addr), nil)
+	n2 := startHerald(t, redisCfg(n1.Addr), nil)
 	for _, m := range msgs[3:5] { // steps 3 and 4, while the page is away
-		publish(t, nil, "http://"+n2.addr, "42", m)
+		publish(t, nil, "http://"+n2.Addr, "42", m)
 	}
 	g.hold.Store(false)
 	p.waitFor(transportJS+` !== null`, 30*time.Second)
 	p.waitFor(`(`+workflowJS+`).includes("step4")`, 10*time.Second)
 	for _, m := range msgs[5:] { // step 5, completed
-		publish(t, nil, "http://"+n2.addr, "42", m)
+		publish(t, nil, "http://"+n2.Addr, "42", m)
 	}
 	checkWorkflow(t, p)
 	var resets int
@@ -309,11 +309,11 @@ func TestGuideSnippetsUnchanged(t *testing.T) {
 	n := startHerald(t, nil, nil)
 	b := startBrowser(t)
 	p := b.newPage()
-	p.navigate("http://" + n.addr + "/")
+	p.navigate("http://" + n.Addr + "/")
 	tok := heraldtest.Token(t, "42")
 
 	class := strings.Replace(guideClass, `'ws://127.0.0.1:8000/ws/notifications/'`,
-		`'ws://`+n.addr+`/ws/notifications/?token=`+tok+`'`, 1)
+		`'ws://`+n.Addr+`/ws/notifications/?token=`+tok+`'`, 1)
 	if class == guideClass {
 		t.Fatal("URL not replaced")
 	}
@@ -332,15 +332,15 @@ window.notifications = notifications;
 	p.mustEval(`
 window.TOKEN = `+"`"+tok+"`"+`;
 window.plainWS = []; window.plainSSE = [];
-const ws = new WebSocket('ws://`+n.addr+`/ws/notifications/?token=' + TOKEN);
+const ws = new WebSocket('ws://`+n.Addr+`/ws/notifications/?token=' + TOKEN);
 ws.onmessage = (event) => { console.log('📩 Notification:', JSON.parse(event.data)); plainWS.push(JSON.parse(event.data).type); };
-const es = new EventSource('http://`+n.addr+`/sse/notifications/?token=' + TOKEN);
+const es = new EventSource('http://`+n.Addr+`/sse/notifications/?token=' + TOKEN);
 es.onmessage = (event) => { console.log('📩 Notification:', JSON.parse(event.data)); plainSSE.push(JSON.parse(event.data).type); };
 `, nil)
 	p.waitFor(`guide[0] === "connected" && plainWS[0] === "connection_established" && plainSSE[0] === "connection_established"`, 15*time.Second)
 
 	for _, m := range workflow(602) {
-		publish(t, nil, "http://"+n.addr, "42", m)
+		publish(t, nil, "http://"+n.Addr, "42", m)
 	}
 	p.waitFor(`guide.includes("completed") && plainWS.length === 8 && plainSSE.length === 8`, 15*time.Second)
 	var got struct {
@@ -368,7 +368,7 @@ es.onmessage = (event) => { console.log('📩 Notification:', JSON.parse(event.d
 // and revalidates it by ETag.
 func TestClientJSRoute(t *testing.T) {
 	n := startHerald(t, nil, nil)
-	resp, err := http.Get("http://" + n.addr + "/herald.js")
+	resp, err := http.Get("http://" + n.Addr + "/herald.js")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestClientJSRoute(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") || resp.Header.Get("ETag") == "" {
 		t.Fatalf("GET /herald.js: %d %v", resp.StatusCode, resp.Header)
 	}
-	req, _ := http.NewRequest("GET", "http://"+n.addr+"/herald.js", nil)
+	req, _ := http.NewRequest("GET", "http://"+n.Addr+"/herald.js", nil)
 	req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
 	resp2, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -112,7 +112,7 @@ func TestSharedTabsLeaderCrash(t *testing.T) { testSharedTabs(t, true) }
 
 func testSharedTabs(t *testing.T, crash bool) {
 	n := startHerald(t, func(c *config.Config) { c.Admin.Key = testAdminKey }, nil)
-	base := "http://" + n.addr
+	base := "http://" + n.Addr
 	b := startBrowser(t)
 	tabs := make([]*page, 3)
 	for i := range tabs {
@@ -215,7 +215,7 @@ func testSharedTabs(t *testing.T, crash bool) {
 // prefers-color-scheme. The PNGs are kept in $HERALD_ARTIFACTS.
 func TestDemoScreenshots(t *testing.T) {
 	n := startHerald(t, nil, nil)
-	base := "http://" + n.addr
+	base := "http://" + n.Addr
 	b := startBrowser(t)
 	for i, v := range []struct {
 		width, height int

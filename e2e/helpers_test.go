@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -19,7 +17,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/config"
-	"github.com/heraldrt/herald/edge"
+	"github.com/heraldrt/herald/internal/edgetest"
 	"github.com/heraldrt/herald/internal/heraldtest"
 	"github.com/heraldrt/herald/internal/ssetest"
 )
@@ -33,17 +31,8 @@ func need(t testing.TB, program string) {
 	t.Skipf("%s is not installed", program)
 }
 
-func logger() *slog.Logger { return heraldtest.Logger() }
-
 // node is one in-process Herald.
-type node struct {
-	srv  *edge.Server
-	cfg  config.Config
-	addr string // host:port
-	tls  bool
-	done chan error
-	down atomic.Bool
-}
+type node = edgetest.Node
 
 func testConfig() config.Config {
 	cfg := heraldtest.Config(heraldtest.Secret, heraldtest.APIKey)
@@ -59,62 +48,7 @@ func startHerald(t testing.TB, mutate func(*config.Config), wrap func(net.Listen
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	var ln net.Listener
-	var err error
-	for range 50 { // a restarted node may find its port in TIME_WAIT use for a moment
-		if ln, err = net.Listen("tcp", cfg.Server.Listen); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := edge.New(context.Background(), cfg, logger())
-	if err != nil {
-		ln.Close()
-		t.Fatalf("edge.New: %v", err)
-	}
-	n := &node{srv: srv, cfg: cfg, addr: ln.Addr().String(), done: make(chan error, 1)}
-	if wrap != nil {
-		if ln, err = wrap(ln); err != nil {
-			t.Fatal(err)
-		}
-		n.tls = true
-	}
-	go func() { n.done <- srv.Serve(ln) }()
-	t.Cleanup(func() { n.stop(t) })
-	return n
-}
-
-// stop shuts the node down (once).
-func (n *node) stop(t testing.TB) {
-	if n.down.Swap(true) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := n.srv.Shutdown(ctx); err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
-	select {
-	case err := <-n.done:
-		if err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("Serve did not return after Shutdown")
-	}
-}
-
-func (n *node) httpURL() string {
-	if n.tls {
-		return "https://" + n.addr
-	}
-	return "http://" + n.addr
+	return edgetest.Start(t, cfg, edgetest.Options{Wrap: wrap})
 }
 
 // publish posts one message for user through base (a Herald or proxy URL).

@@ -156,7 +156,7 @@ func nginxHerald(t *testing.T) (h *node, nginx string) {
 		c.Stream.WSPingInterval = time.Second
 		c.Stream.WSReadTimeout = 5 * time.Second
 	}, nil)
-	return h, startNginx(t, h.addr)
+	return h, startNginx(t, h.Addr)
 }
 
 // TestNginxSSE: through nginx an event stream delivers each event as it is

@@ -78,19 +78,19 @@ func TestReadmeBrowserSnippets(t *testing.T) {
 	p := b.newPage()
 	p.navigate(otherOrigin(t) + "/")
 	p.mustEval(`(async () => {
-`+readmeSnippet(t, "browser-herald", n.addr)+`
+`+readmeSnippet(t, "browser-herald", n.Addr)+`
 window.got = [];
 client.on("*", (d) => got.push(d.type));
 })()`, nil)
 	p.mustEval(`(async () => {
-`+readmeSnippet(t, "browser-plain", n.addr)+`
+`+readmeSnippet(t, "browser-plain", n.Addr)+`
 window.plainWS = []; window.plainSSE = [];
 ws.addEventListener("message", (e) => plainWS.push(JSON.parse(e.data).type));
 es.addEventListener("message", (e) => plainSSE.push(JSON.parse(e.data).type));
 })()`, nil)
 	p.waitFor(`got[0] === "connection_established" && plainWS[0] === "connection_established" && plainSSE[0] === "connection_established"`, 20*time.Second)
 	for _, m := range workflow(610) {
-		publish(t, nil, "http://"+n.addr, "42", m)
+		publish(t, nil, "http://"+n.Addr, "42", m)
 	}
 	p.waitFor(`got.length === 8 && plainWS.length === 8 && plainSSE.length === 8`, 15*time.Second)
 	var got struct{ Got, WS, SSE []string }
@@ -114,9 +114,9 @@ func TestOriginRefusalVisible(t *testing.T) {
 	p := b.newPage()
 	p.navigate(otherOrigin(t) + "/")
 	p.mustEval(`(async () => {
-  const { HeraldClient } = await import("http://`+n.addr+`/herald.js");
+  const { HeraldClient } = await import("http://`+n.Addr+`/herald.js");
   window.errs = [];
-  window.c = new HeraldClient({ url: "http://`+n.addr+`", token: `+jsString(heraldtest.Token(t, "42"))+`, minDelay: 50, maxDelay: 100 });
+  window.c = new HeraldClient({ url: "http://`+n.Addr+`", token: `+jsString(heraldtest.Token(t, "42"))+`, minDelay: 50, maxDelay: 100 });
   c.lifecycle.on("error", (e) => errs.push(e.code));
   c.connect();
 })()`, nil)

@@ -15,9 +15,9 @@ func TestTLSFromConfig(t *testing.T) {
 	n := startHerald(t, func(c *config.Config) {
 		c.Server.TLS.CertFile, c.Server.TLS.KeyFile = certFile, keyFile
 	}, nil)
-	n.tls = true
+	n.TLS = true
 	c := tlsClient(&tls.Config{RootCAs: pool})
-	resp, err := c.Get(n.httpURL() + "/healthz")
+	resp, err := c.Get(n.URL() + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestTLSFromConfig(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("https /healthz: %d", resp.StatusCode)
 	}
-	s := openSSE(t, c, n.httpURL()+"/sse/notifications/?token="+heraldtest.Token(t, "42"), nil)
+	s := openSSE(t, c, n.URL()+"/sse/notifications/?token="+heraldtest.Token(t, "42"), nil)
 	if _, m := s.NextJSON(t, 5e9); m["type"] != "connection_established" {
 		t.Fatalf("first event %v", m)
 	}

@@ -44,7 +44,7 @@ func TestTLSWebSocketAndSSE(t *testing.T) {
 	tok := heraldtest.Token(t, "42")
 
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: tc}
-	ws, _, err := d.Dial("wss://"+n.addr+"/ws/notifications/?token="+tok, nil)
+	ws, _, err := d.Dial("wss://"+n.Addr+"/ws/notifications/?token="+tok, nil)
 	if err != nil {
 		t.Fatalf("wss: %v", err)
 	}
@@ -52,7 +52,7 @@ func TestTLSWebSocketAndSSE(t *testing.T) {
 	if st := ws.UnderlyingConn().(*tls.Conn).ConnectionState(); st.NegotiatedProtocol != "http/1.1" && st.NegotiatedProtocol != "" {
 		t.Fatalf("ALPN %q", st.NegotiatedProtocol)
 	}
-	sse := openSSE(t, client, n.httpURL()+"/sse/notifications/?token="+tok, nil)
+	sse := openSSE(t, client, n.URL()+"/sse/notifications/?token="+tok, nil)
 
 	readWS := func() string {
 		t.Helper()
@@ -70,7 +70,7 @@ func TestTLSWebSocketAndSSE(t *testing.T) {
 		t.Fatalf("https SSE first event %v", m)
 	}
 	for _, m := range workflow(604) {
-		publish(t, client, n.httpURL(), "42", m)
+		publish(t, client, n.URL(), "42", m)
 		if got := readWS(); got != m {
 			t.Fatalf("wss got %s, want %s", got, m)
 		}
@@ -79,7 +79,7 @@ func TestTLSWebSocketAndSSE(t *testing.T) {
 		}
 	}
 	// Plain HTTP on the TLS port gets nowhere.
-	if resp, err := (&http11Client{}).get("http://" + n.addr + "/healthz"); err == nil && resp == 200 {
+	if resp, err := (&http11Client{}).get("http://" + n.Addr + "/healthz"); err == nil && resp == 200 {
 		t.Fatal("plain HTTP answered on the TLS listener")
 	}
 }
@@ -90,7 +90,7 @@ func TestTLSBrowser(t *testing.T) {
 	n, _ := tlsHerald(t)
 	b := startBrowser(t, "--ignore-certificate-errors")
 	p := b.newPage()
-	p.navigate(n.httpURL() + "/")
+	p.navigate(n.URL() + "/")
 	tok := heraldtest.Token(t, "42")
 	// herald.js as a module from a blob URL: no dependence on the /herald.js
 	// route; the client derives wss:// from the https base URL.
@@ -106,7 +106,7 @@ func TestTLSBrowser(t *testing.T) {
 })()`, nil)
 	p.waitFor(`window.connectedVia === "websocket"`, 15*time.Second)
 	for _, m := range workflow(605) {
-		publish(t, tlsClient(&tls.Config{InsecureSkipVerify: true}), n.httpURL(), "42", m)
+		publish(t, tlsClient(&tls.Config{InsecureSkipVerify: true}), n.URL(), "42", m)
 	}
 	p.waitFor(`got.length === 8 && got[7] === "oracle_upload_completed"`, 15*time.Second)
 	var proto string
