@@ -138,9 +138,5 @@ func newVerifier(cfg config.Config, log *slog.Logger) (*auth.Verifier, error) {
 // streamConfig is the sessions' settings from cfg: the stream section and
 // the per-connection limits.
 func streamConfig(cfg config.Config) protocols.Config {
-	c := cfg.Stream.Config()
-	c.ClientRate, c.ClientBurst = cfg.Limits.ClientRate, cfg.Limits.ClientBurst
-	c.IdleTimeout, c.MaxLifetime = cfg.Limits.IdleTimeout, cfg.Limits.MaxLifetime
-	c.TokenExpiringLead = cfg.Limits.TokenExpiringLead
-	return c.Defaults()
+	return cfg.Limits.Session(cfg.Stream.Config()).Defaults()
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/internal/confkey"
+	"github.com/heraldrt/herald/protocols"
 )
 
 // Server configures the listener and HTTP handling.
@@ -126,6 +127,16 @@ type Admin struct {
 type Dev struct {
 	// Enabled serves the demo page and the dev token endpoint.
 	Enabled bool `koanf:"enabled"`
+}
+
+// Session returns c with the section's per-connection limits set:
+// client_rate, client_burst, idle_timeout, max_lifetime and
+// token_expiring_lead are enforced by the sessions.
+func (c Limits) Session(pc protocols.Config) protocols.Config {
+	pc.ClientRate, pc.ClientBurst = c.ClientRate, c.ClientBurst
+	pc.IdleTimeout, pc.MaxLifetime = c.IdleTimeout, c.MaxLifetime
+	pc.TokenExpiringLead = c.TokenExpiringLead
+	return pc
 }
 
 // DefaultServer returns the server section's defaults.

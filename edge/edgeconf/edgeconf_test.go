@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/heraldrt/herald/internal/confkey"
+	"github.com/heraldrt/herald/protocols"
 )
 
 func TestTrustedProxyNets(t *testing.T) {
@@ -58,5 +59,14 @@ func TestValidate(t *testing.T) {
 	}
 	if !LoopbackHost("LOCALHOST") || !LoopbackHost("::1") || LoopbackHost("example.com") {
 		t.Error("LoopbackHost")
+	}
+}
+
+// Session carries every per-connection limit into the sessions' Config.
+func TestLimitsSession(t *testing.T) {
+	l := Limits{ClientRate: 1, ClientBurst: 2, IdleTimeout: 3, MaxLifetime: 4, TokenExpiringLead: 5}
+	c := l.Session(protocols.Config{MaxQueue: 7})
+	if c.ClientRate != 1 || c.ClientBurst != 2 || c.IdleTimeout != 3 || c.MaxLifetime != 4 || c.TokenExpiringLead != 5 || c.MaxQueue != 7 {
+		t.Fatalf("Session: %+v", c)
 	}
 }
