@@ -12,4 +12,9 @@
 // stdout, so runs larger than one process's file limit split across workers
 // and their results are merged exactly (HDR histograms are merged, not
 // averaged).
+//
+// The storm scenario (ScenarioStorm) holds every connection on one node,
+// signals that node's process and measures how the clients move to the
+// surviving nodes: time until they are back, refusals, and loss and
+// duplication across the move.
 package bench
