@@ -439,6 +439,7 @@ func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
 // slogPrintf adapts slog to fasthttp's Logger.
 type slogPrintf struct{ l *slog.Logger }
 
+// Printf logs one fasthttp message at warn level.
 func (p slogPrintf) Printf(format string, args ...any) {
 	p.l.Warn("fasthttp", "msg", fmt.Sprintf(format, args...))
 }
