@@ -136,8 +136,13 @@ func section(b *strings.Builder, i int, r *bench.Result) {
 	if h := r.Herald; h != nil && h.LoadAvg[0] != "" {
 		fmt.Fprintf(b, `<p class="meta">Machine load average (1, 5, 15 min) at start: %s; at end: %s.</p>`, esc(h.LoadAvg[0]), esc(h.LoadAvg[1]))
 	}
-	fmt.Fprintf(b, `<p class="meta">scenario <b>%s</b>: %d WS + %d SSE connections, targets %s, broadcast %.4g msgs/s, per-user %.4g msgs/s, measured phase %s, started %s.</p>`,
-		esc(o.Scenario), o.WS, o.SSE, esc(strings.Join(o.Targets, ", ")), o.BroadcastRate, o.UserRate, o.Duration, r.Started.Format(time.RFC3339))
+	phase := "measured phase " + o.Duration.String()
+	if o.Scenario == bench.ScenarioStorm {
+		phase = fmt.Sprintf("SIG%s to the target, survivors %s, publishing %s before the signal and after everyone is back",
+			strings.ToUpper(o.StormSignal), strings.Join(o.StormTargets, ", "), o.StormAfter)
+	}
+	fmt.Fprintf(b, `<p class="meta">scenario <b>%s</b>: %d WS + %d SSE connections, targets %s, broadcast %.4g msgs/s, per-user %.4g msgs/s, %s, started %s.</p>`,
+		esc(o.Scenario), o.WS, o.SSE, esc(strings.Join(o.Targets, ", ")), o.BroadcastRate, o.UserRate, esc(phase), r.Started.Format(time.RFC3339))
 	h, f := r.Herald, r.Floor
 	if h == nil {
 		b.WriteString("<p>No results.</p>")

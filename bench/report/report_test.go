@@ -137,7 +137,8 @@ func TestReportStormTable(t *testing.T) {
 		BaseRSSKiB: 2048, PeakRSSKiB: 4096, PeakCPU: 80, MoveCPU: 50}
 	rr.Redis = &bench.RedisCommands{Ramp: map[string]int64{"evalsha": 180, "get": 90}, RampPerConnect: 5.5,
 		Storm: map[string]int64{"evalsha": 200}, StormPerReconnect: 6.25}
-	r := &bench.Result{Options: bench.Options{Label: "storm", Scenario: "storm", WS: 60, SSE: 30}, Herald: rr}
+	r := &bench.Result{Options: bench.Options{Label: "storm", Scenario: "storm", WS: 60, SSE: 30, StormSignal: "kill",
+		StormTargets: []string{"127.0.0.1:2", "127.0.0.1:3"}, StormAfter: 5 * time.Second}, Herald: rr}
 	var buf bytes.Buffer
 	if err := Write(&buf, []*bench.Result{r}); err != nil {
 		t.Fatal(err)
@@ -145,7 +146,8 @@ func TestReportStormTable(t *testing.T) {
 	page := buf.String()
 	for _, want := range []string{"Reconnect storm: SIGKILL to 127.0.0.1:1 (pid 42)", "<td>0.32</td>", `<span class="bad">not reached</span>`,
 		`<span class="bad">89</span>`, "refused: reconnect: HTTP 503 &lt;x&gt;", "moved to 127.0.0.1:3</td><td>44", "2.0 → 4.0", "80 / 50",
-		"<td>5.50</td><td class=\"l\">evalsha 180, get 90</td>", "<td>6.25</td>"} {
+		"<td>5.50</td><td class=\"l\">evalsha 180, get 90</td>", "<td>6.25</td>",
+		"SIGKILL to the target, survivors 127.0.0.1:2, 127.0.0.1:3, publishing 5s before the signal"} {
 		if !strings.Contains(page, want) {
 			t.Fatalf("storm report lacks %q", want)
 		}
