@@ -1,6 +1,9 @@
-// Package config defines Herald's configuration: one typed struct, loaded
-// by koanf from a YAML file, then HERALD_* environment variables, then
-// command-line flags, and validated once at start.
+// Package config composes Herald's configuration: one typed struct whose
+// sections are defined, defaulted and validated by the packages that own
+// them (fanout, protocols, edge/auth, compat, telemetry, edge/edgeconf),
+// loaded by koanf from a YAML file, then HERALD_* environment variables,
+// then command-line flags, and validated once at start. It owns only the
+// log and config (reload) sections and the checks that span sections.
 package config
 
 import (
@@ -31,7 +34,8 @@ import (
 
 // Config is Herald's whole configuration. Keys are the koanf tags joined by
 // dots (server.listen); env variables use HERALD_ and "__" for the dots
-// (HERALD_SERVER__LISTEN).
+// (HERALD_SERVER__LISTEN). Each field's type belongs to the package that
+// uses the section.
 type Config struct {
 	Server  edgeconf.Server         `koanf:"server"`
 	Auth    auth.Settings           `koanf:"auth"`
@@ -225,7 +229,9 @@ func SplitList(v string) []string {
 // every section's Validate reports its problems with it.
 type KeyError = confkey.Error
 
-// Validate checks every value and returns all problems, each naming its key.
+// Validate checks every value and returns all problems, each naming its
+// key: each section's own Validate, then what spans sections (a "*" origin
+// with cookie credentials, admin.key equal to api.key).
 func (c *Config) Validate() error {
 	var l confkey.List
 	l.Append(c.Server.Validate())
