@@ -239,7 +239,8 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 	actx, acancel := context.WithTimeout(context.Background(), s.env.Load().Config.HistoryTimeout)
 	victim, remote, r := s.adm.acquireUser(actx, sess)
 	acancel()
-	sess.SetPreferences(<-prefs)
+	filter := <-prefs
+	sess.SetPreferences(filter)
 	if remote != "" {
 		go s.control.evictRemote(sess.UserID(), remote)
 	}
@@ -253,12 +254,14 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		victim.Close(protocols.CloseReplaced)
 	}
 	s.hub.Add(sess)
+	s.prefs.hold(sess.UserID(), filter)
 	// fasthttp recycles its RequestCtx, so it must not become the parent of
 	// a context that may outlive the handler: use a fresh one.
 	bctx, bcancel := context.WithTimeout(context.Background(), s.env.Load().Config.HistoryTimeout)
 	defer bcancel()
 	if err := s.broker.Subscribe(bctx, sess.Channels()...); err != nil {
 		s.hub.Remove(sess)
+		s.prefs.release(sess.UserID())
 		s.adm.releaseUser(sess)
 		s.adm.leave(req.ip)
 		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Kind(), "broker_unavailable", err.Error())
@@ -290,6 +293,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 // drop unregisters a subscribed session and releases its admission slots.
 func (s *Server) drop(sess *protocols.Session) {
 	s.hub.Remove(sess)
+	s.prefs.release(sess.UserID())
 	_ = s.broker.Unsubscribe(context.Background(), sess.Channels()...)
 	if s.ingest != nil {
 		for _, ch := range sess.Channels() {

@@ -2,12 +2,15 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/fanout"
@@ -211,5 +214,58 @@ func TestConnectReadsPreferencesWhileAcquiringLease(t *testing.T) {
 	ts.publishTo(t, "soon", `{"type":"wanted","n":2}`)
 	if got := string(readWS(t, ws)); got != `{"type":"wanted","n":2}` {
 		t.Fatalf("got %s: the stored filter was not applied", got)
+	}
+}
+
+// TestPreferencesCacheBoundedByConnectedUsers: with preferences stored in
+// Redis, a node caches a user's filter only while the user is connected
+// to it. The cache used to keep an entry for every user that ever
+// connected (or was looked up), growing without bound on a long-lived
+// node. A returning user still gets the stored filter, and a filter
+// changed while the user was away is the one applied.
+func TestPreferencesCacheBoundedByConnectedUsers(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := redisNodes(t, 1, []string{srv.Addr()}, "prefcache:")
+	n := nodes[0]
+	put := func(user, body string) {
+		t.Helper()
+		req, _ := http.NewRequest("PUT", "http://"+n.addr+"/api/users/"+user+"/preferences", strings.NewReader(body))
+		req.Header.Set("X-API-Key", testAPIKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("put preferences of %s: %d", user, resp.StatusCode)
+		}
+	}
+	put("c0", `{"types":["-chatty"]}`)
+	const users = 30
+	var conns []*websocket.Conn
+	for i := range users {
+		ws := n.mustWS(t, q("token", token(t, fmt.Sprintf("c%d", i), time.Hour)))
+		readWS(t, ws)
+		conns = append(conns, ws)
+	}
+	if got := n.srv.prefs.len(); got != users {
+		t.Fatalf("%d users cached with %d connected; want %d", got, users, users)
+	}
+	for _, ws := range conns {
+		ws.Close()
+	}
+	for start := time.Now(); n.srv.prefs.len() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("%d users still cached after all disconnected", n.srv.prefs.len())
+		}
+	}
+	// Changed while c0 was away: the returning connection reads the store.
+	put("c0", `{"types":["-noisy"]}`)
+	ws := n.mustWS(t, q("token", token(t, "c0", time.Hour)))
+	readWS(t, ws)
+	n.publishTo(t, "c0", `{"type":"noisy"}`)
+	n.publishTo(t, "c0", `{"type":"chatty"}`)
+	if got := string(readWS(t, ws)); got != `{"type":"chatty"}` {
+		t.Fatalf("returning user got %s; want the filter stored while away applied", got)
 	}
 }

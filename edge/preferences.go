@@ -18,26 +18,94 @@ import (
 // so every node, including ones started later, applies them; with the
 // memory broker they live in the node's memory.
 
-// preferences caches users' filters on this node.
+// preferences caches users' filters on this node. With a broker that
+// stores preferences (Redis) an entry lives while its user has connections
+// on this node: it is created at the user's first connect (with what the
+// store said) and dropped at the last disconnect, so the cache is bounded
+// by the node's connected users, not by every user it has ever seen, and a
+// returning user reads the store afresh. Without a store (the memory
+// broker) the cache is the store: entries are kept.
 type preferences struct {
-	mu    sync.RWMutex
-	users map[string]*protocols.TypeFilter
+	mu      sync.Mutex
+	durable bool // the broker stores preferences: cache only connected users
+	users   map[string]*prefEntry
+}
+
+// prefEntry is one user's cached filter and how many of the user's
+// connections on this node hold it.
+type prefEntry struct {
+	f     *protocols.TypeFilter
+	conns int
 }
 
 func (p *preferences) get(user string) (*protocols.TypeFilter, bool) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	f, ok := p.users[user]
-	return f, ok
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e := p.users[user]; e != nil {
+		return e.f, true
+	}
+	return nil, false
 }
 
+// set records user's new filter. With a store, a user with no connection
+// here is not cached: there is nothing to apply it to, and the next connect
+// reads the store.
 func (p *preferences) set(user string, f *protocols.TypeFilter) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.users == nil {
-		p.users = make(map[string]*protocols.TypeFilter)
+	if e := p.users[user]; e != nil {
+		e.f = f
+		return
 	}
-	p.users[user] = f
+	if p.durable {
+		return
+	}
+	if p.users == nil {
+		p.users = make(map[string]*prefEntry)
+	}
+	p.users[user] = &prefEntry{f: f}
+}
+
+// hold counts a connection of user on this node; f is the filter it read
+// at connect, cached when the user had no entry yet (a newer one set since
+// is kept).
+func (p *preferences) hold(user string, f *protocols.TypeFilter) {
+	if !p.durable {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.users[user]
+	if e == nil {
+		if p.users == nil {
+			p.users = make(map[string]*prefEntry)
+		}
+		e = &prefEntry{f: f}
+		p.users[user] = e
+	}
+	e.conns++
+}
+
+// release ends what hold counted; the user's last connection here drops
+// the entry.
+func (p *preferences) release(user string) {
+	if !p.durable {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e := p.users[user]; e != nil {
+		if e.conns--; e.conns <= 0 {
+			delete(p.users, user)
+		}
+	}
+}
+
+// len is how many users are cached.
+func (p *preferences) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.users)
 }
 
 // userPreferences returns user's filter, from this node's cache or the
@@ -60,7 +128,6 @@ func (s *Server) userPreferences(ctx context.Context, user string) *protocols.Ty
 		s.log.Warn("stored preferences do not parse", "user", user, "err", err)
 		return nil
 	}
-	s.prefs.set(user, f)
 	return f
 }
 

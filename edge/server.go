@@ -109,6 +109,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	s.broker, s.caps = b, caps
+	s.prefs.durable = caps.prefs != nil
 	s.control = newControlPlane(s.node, b, s, log)
 	if caps.redis != nil {
 		s.metrics.RegisterRedis(caps.redis)
