@@ -101,22 +101,19 @@ func StartNode(t testing.TB, config string, env ...string) *Node {
 	bin := Binary(t)
 	dir := t.TempDir()
 	n := &Node{t: t, bin: bin, cfgPath: filepath.Join(dir, "herald.yaml"), logPath: filepath.Join(dir, "herald.log"), env: env}
-	var err error
-	for range 10 { // the free port may be taken before herald binds it
-		port, perr := testproc.FreePort()
-		if perr != nil {
-			err = perr
-			continue
+	// The free port may be taken before herald binds it.
+	err := testproc.Retry(10, 0, func() error {
+		port, err := testproc.FreePort()
+		if err != nil {
+			return err
 		}
 		n.addr = "127.0.0.1:" + strconv.Itoa(port)
 		cfg := "server:\n  listen: \"" + n.addr + "\"\n" + config
-		if err = os.WriteFile(n.cfgPath, []byte(cfg), 0o600); err != nil {
-			break
+		if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o600); err != nil {
+			return err
 		}
-		if err = n.start(); err == nil {
-			break
-		}
-	}
+		return n.start()
+	})
 	if err != nil {
 		t.Fatalf("heraldtest: start herald: %v", err)
 	}
@@ -136,26 +133,24 @@ func (n *Node) start() error {
 		logf.Close()
 		return fmt.Errorf("exec herald: %w", err)
 	}
-	exit := n.proc.Exited()
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	healthy := func() bool {
 		resp, err := client.Get("http://" + n.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false
 		}
-		select {
-		case <-exit:
-			return fmt.Errorf("herald on %s exited: %s", n.addr, testproc.LastLines(n.Log(), 5))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			n.Kill()
-			return fmt.Errorf("herald on %s not healthy within 20s: %s", n.addr, testproc.LastLines(n.Log(), 5))
-		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	return n.proc.WaitReady("herald on "+n.addr, healthy, 50*time.Millisecond, 20*time.Second, n.Log)
+}
+
+// Restart starts the node again on the same port with the same config
+// (after Kill or Stop).
+func (n *Node) Restart() {
+	n.t.Helper()
+	if err := n.proc.Restart(20*time.Second, n.start); err != nil {
+		n.t.Fatalf("heraldtest: restart herald on %s: %v", n.addr, err)
 	}
 }
 
@@ -179,21 +174,10 @@ func (n *Node) Log() string {
 	return string(b)
 }
 
-// Kill kills the node with SIGKILL, as a crash would, and waits for it to
-// exit. It does nothing when the node is not running.
-func (n *Node) Kill() { n.proc.Signal(syscall.SIGKILL, 20*time.Second) }
-
 // Stop sends SIGTERM (a graceful shutdown) and waits for the node to exit,
 // killing it after 20 s.
 func (n *Node) Stop() { n.proc.Signal(syscall.SIGTERM, 20*time.Second) }
 
-// Restart starts the node again on the same port with the same config
-// (after Kill or Stop).
-func (n *Node) Restart() {
-	n.t.Helper()
-	n.Kill()
-	// The port may linger briefly.
-	if err := testproc.Retry(50, 100*time.Millisecond, n.start); err != nil {
-		n.t.Fatalf("heraldtest: restart herald on %s: %v", n.addr, err)
-	}
-}
+// Kill kills the node with SIGKILL, as a crash would, and waits for it to
+// exit. It does nothing when the node is not running.
+func (n *Node) Kill() { n.proc.Signal(syscall.SIGKILL, 20*time.Second) }

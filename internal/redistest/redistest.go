@@ -87,21 +87,21 @@ func Start(t testing.TB, opts ...Option) *Server {
 // startOnFreePorts starts s on a free port (and a free TLS port with tls),
 // trying up to ten: a free port may be taken before redis-server binds it.
 func (s *Server) startOnFreePorts(tls bool) error {
-	var err error
-	for range 10 {
+	return testproc.Retry(10, 0, func() error {
+		var err error
 		if s.port, err = freePort(false); err != nil {
-			continue
+			return err
 		}
 		if tls {
-			if s.tlsPort, err = freePort(false); err != nil || s.tlsPort == s.port {
-				continue
+			if s.tlsPort, err = freePort(false); err != nil {
+				return err
+			}
+			if s.tlsPort == s.port {
+				return errors.New("the same port twice")
 			}
 		}
-		if err = s.start(); err == nil {
-			return nil
-		}
-	}
-	return err
+		return s.start()
+	})
 }
 
 // startClusterNode starts a cluster-enabled redis-server whose cluster bus
@@ -110,22 +110,19 @@ func (s *Server) startOnFreePorts(tls bool) error {
 func startClusterNode(t testing.TB, nodeTimeout string) *Server {
 	t.Helper()
 	var srv *Server
-	var err error
-	for range 10 { // the free ports may be taken before redis binds them
-		port, perr := freePort(true)
-		if perr != nil {
-			err = perr
-			continue
+	// The free ports may be taken before redis-server binds them.
+	err := testproc.Retry(10, 0, func() error {
+		port, err := freePort(true)
+		if err != nil {
+			return err
 		}
 		srv = &Server{t: t, port: port, args: []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(t.TempDir(), "nodes.conf"),
 			"--cluster-node-timeout", nodeTimeout,
 		}}
-		if err = srv.start(); err == nil {
-			break
-		}
-	}
+		return srv.start()
+	})
 	if err != nil {
 		t.Fatalf("redistest: start cluster node: %v", err)
 	}
@@ -190,26 +187,18 @@ func (s *Server) startIn(dir string) error {
 		logf.Close()
 		return fmt.Errorf("exec redis-server: %w", err)
 	}
-	exit := s.proc.Exited()
 	s.mu.Lock()
 	s.dir = dir
 	s.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := Do(s.Addr(), "PING"); err == nil {
-			return nil
-		}
-		select {
-		case <-exit:
-			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			return fmt.Errorf("redis-server on port %d exited: %s", s.port, testproc.LastLines(string(log), 3))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.Kill()
-			return fmt.Errorf("redis-server on port %d did not answer PING", s.port)
-		}
+	answers := func() bool {
+		_, err := Do(s.Addr(), "PING")
+		return err == nil
 	}
+	log := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+		return string(b)
+	}
+	return s.proc.WaitReady("redis-server on port "+strconv.Itoa(s.port), answers, 20*time.Millisecond, 10*time.Second, log)
 }
 
 // Addr returns the server's "127.0.0.1:port".
@@ -236,9 +225,7 @@ func (s *Server) Stop() { s.proc.Signal(syscall.SIGTERM, 10*time.Second) }
 // data, as a shard restarted without persistence.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.Kill()
-	// The port may linger briefly.
-	if err := testproc.Retry(50, 100*time.Millisecond, s.start); err != nil {
+	if err := s.proc.Restart(10*time.Second, s.start); err != nil {
 		s.t.Fatalf("redistest: restart redis-server on port %d: %v", s.port, err)
 	}
 }
@@ -250,11 +237,8 @@ func (s *Server) Restart() {
 // lost, as in a crash.
 func (s *Server) RestartFromDisk() {
 	s.t.Helper()
-	s.Kill()
-	s.mu.Lock()
-	dir := s.dir
-	s.mu.Unlock()
-	if err := testproc.Retry(50, 100*time.Millisecond, func() error { return s.startIn(dir) }); err != nil {
+	dir := s.Dir()
+	if err := s.proc.Restart(10*time.Second, func() error { return s.startIn(dir) }); err != nil {
 		s.t.Fatalf("redistest: restart redis-server on port %d from %s: %v", s.port, dir, err)
 	}
 }

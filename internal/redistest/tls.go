@@ -1,12 +1,8 @@
 package redistest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
@@ -14,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/heraldrt/herald/internal/testcert"
 )
 
 // TLSFiles are PEM files made by NewTLS: a test CA, a server certificate
@@ -32,25 +30,13 @@ type TLSFiles struct {
 func NewTLS(t testing.TB) TLSFiles {
 	t.Helper()
 	dir := t.TempDir()
-	caKey := newKey(t)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
+	ca := testcert.New(t, &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "herald test CA " + strconv.FormatInt(now.UnixNano(), 36)},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
+		Subject:               pkix.Name{CommonName: "herald test CA " + strconv.FormatInt(time.Now().UnixNano(), 36)},
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatalf("redistest: CA certificate: %v", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatalf("redistest: CA certificate: %v", err)
-	}
+	}, nil)
 	f := TLSFiles{
 		CA:         filepath.Join(dir, "ca.pem"),
 		ServerCert: filepath.Join(dir, "server.pem"),
@@ -58,14 +44,11 @@ func NewTLS(t testing.TB) TLSFiles {
 		ClientCert: filepath.Join(dir, "client.pem"),
 		ClientKey:  filepath.Join(dir, "client-key.pem"),
 	}
-	writePEM(t, f.CA, "CERTIFICATE", caDER)
+	writeFile(t, f.CA, ca.CertPEM())
 	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, certFile, keyFile string) {
-		key := newKey(t)
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial),
 			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(24 * time.Hour),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 		}
@@ -73,32 +56,18 @@ func NewTLS(t testing.TB) TLSFiles {
 			tmpl.DNSNames = []string{"localhost"}
 			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatalf("redistest: %s certificate: %v", cn, err)
-		}
-		writePEM(t, certFile, "CERTIFICATE", der)
-		kder, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatalf("redistest: %s key: %v", cn, err)
-		}
-		writePEM(t, keyFile, "PRIVATE KEY", kder)
+		c := testcert.New(t, tmpl, &ca)
+		writeFile(t, certFile, c.CertPEM())
+		writeFile(t, keyFile, c.KeyPEM(t))
 	}
 	leaf(2, "redis-server", x509.ExtKeyUsageServerAuth, f.ServerCert, f.ServerKey)
 	leaf(3, "herald", x509.ExtKeyUsageClientAuth, f.ClientCert, f.ClientKey)
 	return f
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("redistest: key: %v", err)
-	}
-	return k
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatalf("redistest: write %s: %v", path, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -104,6 +105,39 @@ func (h *Handle) Signal(sig os.Signal, grace time.Duration) bool {
 		<-exit
 		return false
 	}
+}
+
+// WaitReady polls ready every poll until it reports true and then returns
+// nil. It returns an error naming what (e.g. "redis-server on port 7000")
+// and quoting the last lines of log() when the process exits first, or
+// when ready has not reported true within timeout; then it kills the
+// process first.
+func (h *Handle) WaitReady(what string, ready func() bool, poll, timeout time.Duration, log func() string) error {
+	exit := h.Exited()
+	deadline := time.Now().Add(timeout)
+	for {
+		if ready() {
+			return nil
+		}
+		select {
+		case <-exit:
+			return fmt.Errorf("%s exited: %s", what, LastLines(log(), 5))
+		case <-time.After(poll):
+		}
+		if time.Now().After(deadline) {
+			h.Signal(syscall.SIGKILL, timeout)
+			return fmt.Errorf("%s not ready within %s: %s", what, timeout, LastLines(log(), 5))
+		}
+	}
+}
+
+// Restart kills the running process (SIGKILL, as a crash would, waiting
+// up to grace for it to exit) and calls start until it succeeds, up to 50
+// times 100 ms apart: a server restarted on the port it had may find the
+// port lingering for a moment.
+func (h *Handle) Restart(grace time.Duration, start func() error) error {
+	h.Signal(syscall.SIGKILL, grace)
+	return Retry(50, 100*time.Millisecond, start)
 }
 
 // Retry calls fn up to attempts times, pausing between failed calls, and
