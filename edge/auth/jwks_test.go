@@ -355,50 +355,6 @@ func TestJWKSFileReload(t *testing.T) {
 	}
 }
 
-func TestHMACSecrets(t *testing.T) {
-	oldS := "old-secret-0123456789abcdef-0123456789"
-	newS := testSecret
-	tok := func(secret, kid string) string {
-		h := map[string]any{}
-		if kid != "" {
-			h["kid"] = kid
-		}
-		return sign(t, jwt.SigningMethodHS256, []byte(secret), claims("u1"), h)
-	}
-	v := mustNew(t, Config{HMACSecret: newS, HMACSecrets: []string{oldS}})
-	wantOK(t, v, tok(newS, ""), "new secret")
-	wantOK(t, v, tok(oldS, ""), "old secret")
-	wantOK(t, v, tok(newS, HMACKeyID(newS)), "new secret with its kid")
-	wantOK(t, v, tok(oldS, HMACKeyID(oldS)), "old secret with its kid")
-	wantOK(t, v, tok(oldS, "unrelated-kid"), "old secret with another kid")
-	wantReason(t, v, tok(oldS, HMACKeyID(newS)), ReasonInvalidSignature, "kid selects the other secret only")
-	wantReason(t, v, tok("third-secret-0123456789abcdef-01234567", ""), ReasonInvalidSignature, "unknown secret")
-
-	// Rotation done: the old secret is removed.
-	v2 := mustNew(t, Config{HMACSecret: newS})
-	wantReason(t, v2, tok(oldS, ""), ReasonInvalidSignature, "removed secret")
-	wantOK(t, v2, tok(newS, ""), "new secret alone")
-
-	// Verification-only secrets, without a primary.
-	wantOK(t, mustNew(t, Config{HMACSecrets: []string{oldS, newS}}), tok(newS, ""), "hmac_secrets only")
-
-	if id := HMACKeyID(newS); len(id) != 8 {
-		t.Errorf("HMACKeyID = %q, want 8 hex digits", id)
-	}
-	_, err := New(Config{HMACSecret: newS, HMACSecrets: []string{oldS, "short"}})
-	if err == nil || !strings.Contains(err.Error(), "auth.jwt.hmac_secrets[1]") {
-		t.Errorf("short secret: error %v, want one naming auth.jwt.hmac_secrets[1]", err)
-	}
-	// HMAC tokens are never checked against JWKS keys, nor asymmetric ones
-	// against secrets.
-	a := newEC(t)
-	srv := newJWKSServer(t, jwksDoc(t, jwkOf(t, "a", "", &a.PublicKey),
-		map[string]any{"kty": "oct", "kid": "h", "k": b64b([]byte(oldS))}))
-	v3 := newClosing(t, Config{JWKSURL: srv.URL})
-	wantReason(t, v3, tok(oldS, "h"), ReasonUnsupportedAlgorithm, "oct JWKS key ignored")
-	wantOK(t, v3, es256(t, a, "a"), "EC key next to an oct key")
-}
-
 func TestParseJWKS(t *testing.T) {
 	k := keys()
 	ok := jwksDoc(t,

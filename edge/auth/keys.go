@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -143,4 +145,107 @@ func keyFits(m jwt.SigningMethod, key any) bool {
 		return ok
 	}
 	return false
+}
+
+// algKeys are the key-file public keys that verify one algorithm.
+type algKeys struct {
+	set  jwt.VerificationKeySet
+	byID map[string]jwt.VerificationKey
+}
+
+// hmacKey is one HMAC secret and its id.
+type hmacKey struct {
+	id  string
+	key []byte
+}
+
+// HMACKeyID returns the key id of an HMAC secret: the first 8 hex digits
+// of its SHA-256. A token whose header "kid" is this id is only checked
+// against this secret (see Config.HMACSecrets). The id reveals nothing
+// useful about a secret of MinSecretLen bytes or more.
+func HMACKeyID(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:4])
+}
+
+// asymmetricAlgs are the algorithms a JWKS key may enable.
+var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// keyFunc picks the verification key(s) for a token. The parser has
+// already refused algorithms that can have no key (WithValidMethods);
+// keyFunc checks again by method type: an HMAC method only ever gets the
+// HMAC secrets and the other methods only public keys that fit them
+// (keyFits, also enforced by New when it files keys under algorithms, and
+// jwk.fits for JWKS keys, which also honours a key's declared "alg"), so a
+// public key is never used as an HMAC secret and JWKS "oct" keys are never
+// used at all. The "kid" header is only a map key: it selects the HMAC
+// secret, key file or JWKS keys of that id that fit the token's algorithm;
+// an unknown kid forces a (rate limited) JWKS URL refresh; when the kid is
+// still unknown, or absent, every key of the algorithm is tried.
+func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errCritical
+	}
+	kid, _ := t.Header["kid"].(string)
+	if _, ok := t.Method.(*jwt.SigningMethodHMAC); ok {
+		switch len(v.hmacs) {
+		case 0:
+			return nil, errNoKey
+		case 1:
+			return v.hmacs[0].key, nil
+		}
+		if kid != "" {
+			for _, h := range v.hmacs {
+				if h.id == kid {
+					return h.key, nil
+				}
+			}
+		}
+		set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(v.hmacs))}
+		for i, h := range v.hmacs {
+			set.Keys[i] = h.key
+		}
+		return set, nil
+	}
+	ks := v.algs[t.Method.Alg()]
+	if kid != "" {
+		if ks != nil {
+			if k, ok := ks.byID[kid]; ok && keyFits(t.Method, k) {
+				return k, nil
+			}
+		}
+		if len(v.jwks) > 0 {
+			if !v.jwksHasKid(kid) && (ks == nil || ks.byID[kid] == nil) {
+				v.forceJWKSRefresh()
+			}
+			if keys := v.jwksKeys(t.Method, kid, nil); len(keys) > 0 {
+				return oneOrSet(keys), nil
+			}
+		}
+	}
+	var keys []any
+	if ks != nil {
+		for _, k := range ks.set.Keys {
+			if keyFits(t.Method, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	keys = v.jwksKeys(t.Method, "", keys)
+	if len(keys) == 0 {
+		return nil, errNoKey
+	}
+	return oneOrSet(keys), nil
+}
+
+// oneOrSet returns the only key of keys, or a set of them all.
+func oneOrSet(keys []any) any {
+	if len(keys) == 1 {
+		return keys[0]
+	}
+	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
+	for i, k := range keys {
+		set.Keys[i] = k
+	}
+	return set
 }
