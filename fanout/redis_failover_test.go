@@ -2,9 +2,7 @@ package fanout
 
 import (
 	"context"
-	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,27 +53,13 @@ func TestRedisClusterReplicaFailover(t *testing.T) {
 	var mu sync.Mutex
 	acks := map[string][]Position{}
 	var killedAt time.Time
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for _, ch := range chans {
-				r, err := pub.Publish(ctx, ch, []byte(strconv.Itoa(i)), PublishOptions{})
-				mu.Lock()
-				if err == nil {
-					acks[ch] = append(acks[ch], r.Pos)
-				}
-				mu.Unlock()
-			}
-			time.Sleep(5 * time.Millisecond)
+	stop := publishLoop(pub, chans, 5*time.Millisecond, func(j int, r PublishResult, err error) {
+		mu.Lock()
+		if err == nil {
+			acks[chans[j]] = append(acks[chans[j]], r.Pos)
 		}
-	}()
+		mu.Unlock()
+	})
 	time.Sleep(500 * time.Millisecond)
 	mu.Lock()
 	killedAt = time.Now()
@@ -112,22 +96,13 @@ func TestRedisClusterReplicaFailover(t *testing.T) {
 	}
 	t.Logf("recovered %s after the master was killed", recovered)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	<-done
+	stop()
 
 	for _, ch := range chans {
 		want := acks[ch]
-		ms := col.waitFor(t, ch, 10*time.Second, func(ms []*Message) bool {
-			return len(ms) > 0 && ms[len(ms)-1].Pos == want[len(want)-1]
-		})
-		checkContiguous(t, ch, ms)
-		got := map[Position]bool{}
+		ms, got := deliveredOnce(t, col, ch, want)
 		lastOf := map[uint32]uint64{}
 		for _, m := range ms {
-			if got[m.Pos] {
-				t.Fatalf("%s: %s delivered twice", ch, m.Pos)
-			}
-			got[m.Pos] = true
 			lastOf[m.Pos.Epoch] = m.Pos.Offset
 		}
 		final := want[len(want)-1].Epoch
@@ -145,26 +120,4 @@ func TestRedisClusterReplicaFailover(t *testing.T) {
 			t.Fatalf("%s (on the killed master: %v): epochs %d then %d", ch, onVictim[ch], want[0].Epoch, final)
 		}
 	}
-}
-
-func positionsOf(ms []*Message) []Position {
-	out := make([]Position, len(ms))
-	for i, m := range ms {
-		out[i] = m.Pos
-	}
-	return out
-}
-
-// summarize prints positions as runs: "e:1-66 f:301-480".
-func summarize(ps []Position) string {
-	var b strings.Builder
-	for i := 0; i < len(ps); {
-		j := i
-		for j+1 < len(ps) && ps[j+1].Epoch == ps[i].Epoch && ps[j+1].Offset == ps[j].Offset+1 {
-			j++
-		}
-		fmt.Fprintf(&b, "%d:%d-%d ", ps[i].Epoch, ps[i].Offset, ps[j].Offset)
-		i = j + 1
-	}
-	return b.String()
 }

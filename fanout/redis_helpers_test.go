@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -117,6 +118,39 @@ func channelsOn(prefix string, idx, shards, n int) []string {
 	return out
 }
 
+func positionsOf(ms []*Message) []Position {
+	out := make([]Position, len(ms))
+	for i, m := range ms {
+		out[i] = m.Pos
+	}
+	return out
+}
+
+// summarize prints positions as runs: "e:1-66 f:301-480".
+func summarize(ps []Position) string {
+	var b strings.Builder
+	for i := 0; i < len(ps); {
+		j := i
+		for j+1 < len(ps) && ps[j+1].Epoch == ps[i].Epoch && ps[j+1].Offset == ps[j].Offset+1 {
+			j++
+		}
+		fmt.Fprintf(&b, "%d:%d-%d ", ps[i].Epoch, ps[i].Offset, ps[j].Offset)
+		i = j + 1
+	}
+	return b.String()
+}
+
+// gotInOrder waits up to timeout until cond holds for ch's messages and
+// checks that exactly n came, with contiguous offsets.
+func gotInOrder(t testing.TB, col *collector, ch string, n int, timeout time.Duration, cond func([]*Message) bool) {
+	t.Helper()
+	ms := col.waitFor(t, ch, timeout, cond)
+	if len(ms) != n {
+		t.Fatalf("%s: %d messages, want %d: %s", ch, len(ms), n, positions(ms))
+	}
+	checkContiguous(t, ch, ms)
+}
+
 func checkContiguous(t testing.TB, ch string, ms []*Message) {
 	t.Helper()
 	for i := 1; i < len(ms); i++ {
@@ -136,4 +170,72 @@ func waitHealthy(t testing.TB, b *RedisBroker, timeout time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// shardConfig starts n redis-server shards and returns a config for them
+// under a key prefix unique to the test, with the servers.
+func shardConfig(t testing.TB, n int) (RedisConfig, []*redistest.Server) {
+	srvs, addrs := startShards(t, n)
+	return RedisConfig{Shards: addrs, Prefix: testPrefix(t)}, srvs
+}
+
+// newSubscriber starts a broker on cfg delivering to a new collector and
+// subscribes it to chans.
+func newSubscriber(t testing.TB, cfg RedisConfig, chans ...string) (*RedisBroker, *collector) {
+	t.Helper()
+	col := newCollector()
+	b := newTestRedis(t, cfg, col.handle)
+	if len(chans) > 0 {
+		if err := b.Subscribe(context.Background(), chans...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b, col
+}
+
+// publishLoop publishes round after round, pause apart, the round's number
+// to every channel of chans and hands each result to got (j indexes
+// chans), until the returned stop is called; stop returns once the loop
+// has ended.
+func publishLoop(pub *RedisBroker, chans []string, pause time.Duration, got func(j int, r PublishResult, err error)) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			for j, ch := range chans {
+				r, err := pub.Publish(context.Background(), ch, []byte(strconv.Itoa(i)), PublishOptions{})
+				got(j, r, err)
+			}
+			time.Sleep(pause)
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+// deliveredOnce waits until ch's subscriber got want's last position, checks
+// that the delivered offsets are contiguous and that nothing came twice,
+// and returns the messages and the set of their positions.
+func deliveredOnce(t testing.TB, col *collector, ch string, want []Position) ([]*Message, map[Position]bool) {
+	t.Helper()
+	ms := col.waitFor(t, ch, 10*time.Second, func(ms []*Message) bool {
+		return len(ms) > 0 && ms[len(ms)-1].Pos == want[len(want)-1]
+	})
+	checkContiguous(t, ch, ms)
+	got := make(map[Position]bool, len(ms))
+	for _, m := range ms {
+		if got[m.Pos] {
+			t.Fatalf("%s: %s delivered twice", ch, m.Pos)
+		}
+		got[m.Pos] = true
+	}
+	return ms, got
 }

@@ -9,23 +9,20 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldrt/herald/internal/redistest"
 )
 
+// TestRedisEpochChangeAfterRestart restarts the only shard without
+// persistence: History from the old position reports the epoch changed,
+// and the next publish is offset 1 of the new epoch and is delivered.
 func TestRedisEpochChangeAfterRestart(t *testing.T) {
-	srvs, addrs := startShards(t, 1)
-	prefix := testPrefix(t)
-	col := newCollector()
-	pub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, nil)
-	sub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	cfg, srvs := shardConfig(t, 1)
+	pub := newTestRedis(t, cfg, nil)
+	sub, col := newSubscriber(t, cfg, "c")
 	ctx := context.Background()
-	if err := sub.Subscribe(ctx, "c"); err != nil {
-		t.Fatal(err)
-	}
 	var last PublishResult
 	var err error
 	for i := range 3 {
@@ -77,9 +74,8 @@ func retryPublish(b *RedisBroker, ch string, data []byte) (PublishResult, error)
 // were unaffected and that subscribers of the restarted shard see every
 // acknowledged message and then the new epoch.
 func TestRedisKillRestartMidStream(t *testing.T) {
-	srvs, addrs := startShards(t, 3)
-	prefix := testPrefix(t)
-	cfg := RedisConfig{Shards: addrs, Prefix: prefix, ProbeInterval: 200 * time.Millisecond, CommandTimeout: time.Second}
+	cfg, srvs := shardConfig(t, 3)
+	cfg.ProbeInterval, cfg.CommandTimeout = 200*time.Millisecond, time.Second
 	col := newCollector()
 	pub := newTestRedis(t, cfg, nil)
 	sub := newTestRedis(t, cfg, col.handle)
@@ -94,37 +90,23 @@ func TestRedisKillRestartMidStream(t *testing.T) {
 
 	type ack struct{ pos []Position }
 	acks := make([]ack, len(chans))
-	var failedOther atomic.Int32
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
+	failedOther := 0 // read after stop: the loop has ended
+	stop := publishLoop(pub, chans, 2*time.Millisecond, func(j int, r PublishResult, err error) {
+		if err != nil {
+			if ShardIndex(chans[j], 3) != 1 {
+				failedOther++
 			}
-			for j, ch := range chans {
-				r, err := pub.Publish(ctx, ch, []byte(strconv.Itoa(i)), PublishOptions{})
-				if err != nil {
-					if ShardIndex(ch, 3) != 1 {
-						failedOther.Add(1)
-					}
-					continue
-				}
-				acks[j].pos = append(acks[j].pos, r.Pos)
-			}
-			time.Sleep(2 * time.Millisecond)
+			return
 		}
-	}()
+		acks[j].pos = append(acks[j].pos, r.Pos)
+	})
 	time.Sleep(300 * time.Millisecond)
 	srvs[1].Kill()
 	// Healthy names the shard that is down.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := sub.Healthy(ctx)
-		if err != nil && strings.Contains(err.Error(), addrs[1]) && errors.Is(err, ErrShardUnavailable) {
+		if err != nil && strings.Contains(err.Error(), cfg.Shards[1]) && errors.Is(err, ErrShardUnavailable) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -142,10 +124,9 @@ func TestRedisKillRestartMidStream(t *testing.T) {
 	srvs[1].Restart()
 	waitHealthy(t, sub, 15*time.Second)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	<-done
+	stop()
 
-	if n := failedOther.Load(); n != 0 {
+	if n := failedOther; n != 0 {
 		t.Fatalf("%d publishes to healthy shards failed", n)
 	}
 	for j, ch := range chans {
@@ -153,17 +134,7 @@ func TestRedisKillRestartMidStream(t *testing.T) {
 		if len(want) == 0 {
 			t.Fatalf("%s: nothing published", ch)
 		}
-		ms := col.waitFor(t, ch, 10*time.Second, func(ms []*Message) bool {
-			return len(ms) > 0 && ms[len(ms)-1].Pos == want[len(want)-1]
-		})
-		checkContiguous(t, ch, ms)
-		got := make(map[Position]bool, len(ms))
-		for _, m := range ms {
-			if got[m.Pos] {
-				t.Fatalf("%s: %s delivered twice", ch, m.Pos)
-			}
-			got[m.Pos] = true
-		}
+		ms, got := deliveredOnce(t, col, ch, want)
 		// The shard restarted without persistence: the last messages of
 		// its old epoch may have been acknowledged and then lost with it,
 		// in flight to the subscriber. That is signalled (the epoch
@@ -196,16 +167,11 @@ func TestRedisKillRestartMidStream(t *testing.T) {
 // (CLIENT KILL) while publishes continue; after reconnecting, the messages
 // published meanwhile are read from the streams and delivered.
 func TestRedisRecoversMissedMessages(t *testing.T) {
-	_, addrs := startShards(t, 1)
-	prefix := testPrefix(t)
-	col := newCollector()
-	pub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, nil)
-	sub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
-	ctx := context.Background()
+	cfg, _ := shardConfig(t, 1)
 	chans := []string{"a", "b", "c"}
-	if err := sub.Subscribe(ctx, chans...); err != nil {
-		t.Fatal(err)
-	}
+	pub := newTestRedis(t, cfg, nil)
+	sub, col := newSubscriber(t, cfg, chans...)
+	ctx := context.Background()
 	for _, ch := range chans {
 		if _, err := pub.Publish(ctx, ch, []byte(`0`), PublishOptions{}); err != nil {
 			t.Fatal(err)
@@ -213,7 +179,7 @@ func TestRedisRecoversMissedMessages(t *testing.T) {
 		col.waitFor(t, ch, 5*time.Second, atLeast(1))
 	}
 	// Block the reconnect long enough for publishes to be missed.
-	if _, err := redistest.Do(addrs[0], "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+	if _, err := redistest.Do(cfg.Shards[0], "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 20; i++ {
@@ -224,11 +190,7 @@ func TestRedisRecoversMissedMessages(t *testing.T) {
 		}
 	}
 	for _, ch := range chans {
-		ms := col.waitFor(t, ch, 10*time.Second, atLeast(21))
-		if len(ms) != 21 {
-			t.Fatalf("%s: %s", ch, positions(ms))
-		}
-		checkContiguous(t, ch, ms)
+		gotInOrder(t, col, ch, 21, 10*time.Second, atLeast(21))
 	}
 	if st := sub.Stats(); st.Reconnects == 0 {
 		t.Fatalf("no reconnect recorded: %+v", st)
@@ -239,13 +201,12 @@ func TestRedisRecoversMissedMessages(t *testing.T) {
 // re-read from the stream, so the subscriber still gets every message in
 // order.
 func TestRedisQueueOverflow(t *testing.T) {
-	_, addrs := startShards(t, 1)
-	prefix := testPrefix(t)
+	cfg, _ := shardConfig(t, 1)
 	col := newCollector()
 	slow := func(m *Message) { time.Sleep(200 * time.Microsecond); col.handle(m) }
 	// The history must retain what the subscriber falls behind by.
-	pub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix, HistorySize: 1000}, nil)
-	sub := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix, QueueSize: 4}, slow)
+	pub := newTestRedis(t, RedisConfig{Shards: cfg.Shards, Prefix: cfg.Prefix, HistorySize: 1000}, nil)
+	sub := newTestRedis(t, RedisConfig{Shards: cfg.Shards, Prefix: cfg.Prefix, QueueSize: 4}, slow)
 	ctx := context.Background()
 	if err := sub.Subscribe(ctx, "x", "y"); err != nil {
 		t.Fatal(err)
@@ -262,11 +223,7 @@ func TestRedisQueueOverflow(t *testing.T) {
 	}
 	wg.Wait()
 	for _, ch := range []string{"x", "y"} {
-		ms := col.waitFor(t, ch, 20*time.Second, func(ms []*Message) bool { return len(ms) > 0 && ms[len(ms)-1].Pos.Offset == 300 })
-		if len(ms) != 300 {
-			t.Fatalf("%s: %d messages: %s", ch, len(ms), positions(ms))
-		}
-		checkContiguous(t, ch, ms)
+		gotInOrder(t, col, ch, 300, 20*time.Second, func(ms []*Message) bool { return len(ms) > 0 && ms[len(ms)-1].Pos.Offset == 300 })
 	}
 	if st := sub.Stats(); st.Dropped == 0 || st.Recovered == 0 {
 		t.Fatalf("expected drops and recoveries: %+v", st)
@@ -277,16 +234,10 @@ func TestRedisQueueOverflow(t *testing.T) {
 // command timeout: the idle pub/sub connection's probe is not echoed, the
 // connection is rebuilt, and delivery works again afterwards.
 func TestRedisProbeRebuilds(t *testing.T) {
-	_, addrs := startShards(t, 1)
-	prefix := testPrefix(t)
-	col := newCollector()
-	cfg := RedisConfig{Shards: addrs, Prefix: prefix, ProbeInterval: 100 * time.Millisecond, CommandTimeout: 300 * time.Millisecond}
-	sub := newTestRedis(t, cfg, col.handle)
-	ctx := context.Background()
-	if err := sub.Subscribe(ctx, "p"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := redistest.Do(addrs[0], "CLIENT", "PAUSE", "1500", "ALL"); err != nil {
+	cfg, _ := shardConfig(t, 1)
+	cfg.ProbeInterval, cfg.CommandTimeout = 100*time.Millisecond, 300*time.Millisecond
+	sub, col := newSubscriber(t, cfg, "p")
+	if _, err := redistest.Do(cfg.Shards[0], "CLIENT", "PAUSE", "1500", "ALL"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -161,14 +161,9 @@ func TestRedisNoSpuriousEpochChange(t *testing.T) {
 // separator reaches subscribers as it was, and the data byte for byte
 // (issue 13 item 3: clients received "INJECTED|{...}").
 func TestRedisTraceParentCannotShiftData(t *testing.T) {
-	_, addrs := startShards(t, 1)
-	prefix := testPrefix(t)
-	col := newCollector()
-	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	cfg, _ := shardConfig(t, 1)
+	b, col := newSubscriber(t, cfg, "tp")
 	ctx := context.Background()
-	if err := b.Subscribe(ctx, "tp"); err != nil {
-		t.Fatal(err)
-	}
 	for _, tp := range []string{"x|INJECTED", "|", "a|b|c|", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"} {
 		if _, err := b.Publish(ctx, "tp", []byte(`{"n":"`+tp+`"}`), PublishOptions{TraceParent: tp}); err != nil {
 			t.Fatal(err)

@@ -15,9 +15,7 @@ import (
 )
 
 func TestRedisPublishSubscribeShards(t *testing.T) {
-	_, addrs := startShards(t, 3)
-	prefix := testPrefix(t)
-	cfg := RedisConfig{Shards: addrs, Prefix: prefix}
+	cfg, _ := shardConfig(t, 3)
 	pub := newTestRedis(t, cfg, nil)
 	c1, c2 := newCollector(), newCollector()
 	n1 := newTestRedis(t, cfg, c1.handle)
@@ -74,7 +72,7 @@ func TestRedisPublishSubscribeShards(t *testing.T) {
 		t.Fatalf("ShardHealth: %+v", hs)
 	}
 	for i, h := range hs {
-		if !h.Healthy || h.Addr != addrs[i] || h.Subscriptions != 4 {
+		if !h.Healthy || h.Addr != cfg.Shards[i] || h.Subscriptions != 4 {
 			t.Fatalf("ShardHealth[%d] = %+v", i, h)
 		}
 	}
@@ -217,10 +215,9 @@ func TestRedisIdempotency(t *testing.T) {
 }
 
 func TestRedisUnsubscribeNoLeak(t *testing.T) {
-	_, addrs := startShards(t, 3)
-	prefix := testPrefix(t)
-	col := newCollector()
-	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	cfg, _ := shardConfig(t, 3)
+	addrs, prefix := cfg.Shards, cfg.Prefix
+	b, col := newSubscriber(t, cfg)
 	ctx := context.Background()
 	chans := make([]string, 300)
 	for i := range chans {
@@ -275,10 +272,8 @@ func TestRedisUnsubscribeNoLeak(t *testing.T) {
 // TestRedisSubscribeBurst subscribes 10,000 channels from many goroutines
 // at once: the subscriptions are coalesced into few SUBSCRIBE commands.
 func TestRedisSubscribeBurst(t *testing.T) {
-	srvs, addrs := startShards(t, 3)
-	prefix := testPrefix(t)
-	col := newCollector()
-	b := newTestRedis(t, RedisConfig{Shards: addrs, Prefix: prefix}, col.handle)
+	cfg, srvs := shardConfig(t, 3)
+	b, col := newSubscriber(t, cfg)
 	ctx := context.Background()
 	const n, workers = 10000, 200
 	start := time.Now()
