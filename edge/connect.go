@@ -45,7 +45,7 @@ type connectRequest struct {
 // the error response and returns false when the request is refused.
 func (s *Server) admit(ctx *fasthttp.RequestCtx, transport protocols.TransportKind, sinceParam []byte) (connectRequest, bool) {
 	var req connectRequest
-	if s.draining.Load() {
+	if s.life.draining.Load() {
 		s.reject(ctx, fasthttp.StatusServiceUnavailable, transport, "shutting_down", "server is shutting down, reconnect")
 		return req, false
 	}
@@ -65,7 +65,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, transport protocols.TransportKi
 			s.adm.leave(req.ip)
 		}
 	}()
-	claims, _, err := s.verifier().Authenticate(ctx)
+	claims, _, err := s.live.verifier().Authenticate(ctx)
 	if err != nil && s.backend != nil {
 		// No JWT at all: ask the backend about the session cookie. A
 		// present but bad token is still refused as such.
@@ -142,7 +142,7 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, transport protocol
 // take wildcards, see edgeconf.Server.Validate). Scheme, host and port are compared
 // (default ports made explicit): https://host is not http://host.
 func (s *Server) originAllowed(ctx *fasthttp.RequestCtx, origin string) bool {
-	orig := s.orig.Load()
+	orig := s.live.origins.Load()
 	if origin == "" || orig.any {
 		return true
 	}
@@ -225,8 +225,8 @@ func channelsFor(c auth.Claims) []string {
 // open creates, registers and resumes a session. On failure it has written
 // a 503 and cleaned up.
 func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols.Transport) (*protocols.Session, bool) {
-	sess := protocols.NewSession(s.env.Load(), protocols.Options{
-		ID:        s.nextID.Add(1),
+	sess := protocols.NewSession(s.live.env.Load(), protocols.Options{
+		ID:        s.life.nextID.Add(1),
 		UserID:    req.claims.UserID,
 		Channels:  channelsFor(req.claims),
 		Since:     req.since,
@@ -236,7 +236,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		Filter:    req.filter,
 	})
 	prefs := s.preferencesSoon(req.claims.UserID) // read while the lease is acquired
-	actx, acancel := context.WithTimeout(context.Background(), s.env.Load().Config.HistoryTimeout)
+	actx, acancel := context.WithTimeout(context.Background(), s.live.env.Load().Config.HistoryTimeout)
 	victim, remote, r := s.adm.acquireUser(actx, sess)
 	acancel()
 	filter := <-prefs
@@ -257,7 +257,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 	s.prefs.hold(sess.UserID(), filter)
 	// fasthttp recycles its RequestCtx, so it must not become the parent of
 	// a context that may outlive the handler: use a fresh one.
-	bctx, bcancel := context.WithTimeout(context.Background(), s.env.Load().Config.HistoryTimeout)
+	bctx, bcancel := context.WithTimeout(context.Background(), s.live.env.Load().Config.HistoryTimeout)
 	defer bcancel()
 	if err := s.broker.Subscribe(bctx, sess.Channels()...); err != nil {
 		s.hub.Remove(sess)
@@ -278,7 +278,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx, req connectRequest, tr protocols
 		s.reject(ctx, fasthttp.StatusServiceUnavailable, tr.Kind(), "history_unavailable", err.Error())
 		return nil, false
 	}
-	s.live.Add(1)
+	s.life.running.Add(1)
 	// If the hijack never happens (the client left mid-handshake), the
 	// session must not linger in the hub.
 	time.AfterFunc(attachTimeout, func() {
@@ -311,7 +311,7 @@ func (s *Server) end(sess *protocols.Session) {
 		return
 	}
 	s.drop(sess)
-	s.live.Done()
+	s.life.running.Done()
 	tr := sess.Transport().Name()
 	reason := sess.CloseReason().Reason
 	if reason == "" {
@@ -353,7 +353,7 @@ func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
 		// Only the socket is kept: the session reads and writes it itself,
 		// so the library's Conn and its buffers are garbage from here on.
 		conn := c.UnderlyingConn()
-		if s.env.Load().Poller != nil {
+		if s.live.env.Load().Poller != nil {
 			conn = detachHijacked(conn, raw)
 		}
 		sess.Attach(conn)
@@ -408,7 +408,7 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 		extra = append(extra, [2]string{"Access-Control-Allow-Origin", req.origin},
 			[2]string{"Access-Control-Allow-Credentials", "true"}, [2]string{"Vary", "Origin"})
 	}
-	head := protocols.AppendSSEHead(nil, s.env.Load().Config.SSERetry, extra)
+	head := protocols.AppendSSEHead(nil, s.live.env.Load().Config.SSERetry, extra)
 	raw := ctx.Conn()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(net.Conn) {
@@ -416,7 +416,7 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 		// wrapper and its read buffer are then garbage, and an SSE
 		// connection costs its reader goroutine (none when parked) and
 		// little else.
-		_ = raw.SetWriteDeadline(time.Now().Add(s.env.Load().Config.WriteTimeout))
+		_ = raw.SetWriteDeadline(time.Now().Add(s.live.env.Load().Config.WriteTimeout))
 		if _, err := raw.Write(head); err != nil {
 			sess.Close(protocols.CloseGoingAway)
 			raw.Close()

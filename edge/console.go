@@ -98,7 +98,7 @@ type ingestStatus struct {
 func (s *Server) localStatus() *nodeStatus {
 	bi := buildinfo.Get()
 	st := &nodeStatus{Node: s.node, Version: bi.Version, Commit: bi.Commit, Broker: s.cfg.Fanout.Broker,
-		Healthy: true, Draining: s.draining.Load(), Connections: map[string]float64{"ws": 0, "sse": 0}}
+		Healthy: true, Draining: s.life.draining.Load(), Connections: map[string]float64{"ws": 0, "sse": 0}}
 	if hc := s.caps.health; hc != nil {
 		c, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := hc.Healthy(c); err != nil {

@@ -48,7 +48,7 @@ func (s *Server) handleDevToken(ctx *fasthttp.RequestCtx) {
 	if user == "" {
 		user = "42"
 	}
-	tok, err := auth.Sign(s.current().Auth.JWT.HMACSecret, "HS256", user, time.Hour, nil)
+	tok, err := auth.Sign(s.live.config().Auth.JWT.HMACSecret, "HS256", user, time.Hour, nil)
 	if err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
 		return
@@ -92,7 +92,7 @@ func (s *Server) playWorkflow(user string, tx int, fail bool, step time.Duration
 	for i, st := range demoSteps {
 		select {
 		case <-time.After(step):
-		case <-s.done:
+		case <-s.life.done:
 			return
 		}
 		if fail && i == 2 {

@@ -77,7 +77,7 @@ func startServerWith(t testing.TB, log *slog.Logger, mutate func(*config.Config)
 }
 
 func (ts *testServer) shutdown(t testing.TB) {
-	if ts.srv.draining.Load() {
+	if ts.srv.life.draining.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

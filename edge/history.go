@@ -42,7 +42,7 @@ func (s *Server) handleHistory(ctx *fasthttp.RequestCtx, me bool) {
 	}
 	var channels []string
 	if me {
-		claims, _, err := s.verifier().Authenticate(ctx)
+		claims, _, err := s.live.verifier().Authenticate(ctx)
 		if err != nil {
 			reason := "unauthorized"
 			var ae *auth.Error

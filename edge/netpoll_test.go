@@ -19,7 +19,7 @@ import (
 // release their hub entries, admission slots and poller registrations.
 func TestNetpollParksIdleConnections(t *testing.T) {
 	ts := startServer(t, func(c *config.Config) { c.Server.Netpoll = true })
-	poller := ts.srv.env.Load().Poller
+	poller := ts.srv.live.env.Load().Poller
 	if poller == nil {
 		t.Fatal("server.netpoll set but no poller")
 	}

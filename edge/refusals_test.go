@@ -133,7 +133,7 @@ func TestRefusalShuttingDown(t *testing.T) {
 				defer cancel()
 				done <- ts.srv.Shutdown(ctx)
 			}()
-			for start := time.Now(); !ts.srv.draining.Load(); time.Sleep(5 * time.Millisecond) {
+			for start := time.Now(); !ts.srv.life.draining.Load(); time.Sleep(5 * time.Millisecond) {
 				if time.Since(start) > 10*time.Second {
 					t.Fatal("node never started draining")
 				}

@@ -4,9 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/heraldrt/herald/config"
 	"github.com/heraldrt/herald/edge/auth"
+	"github.com/heraldrt/herald/fanout"
+	"github.com/heraldrt/herald/internal/glob"
 	"github.com/heraldrt/herald/protocols"
 )
 
@@ -50,9 +55,9 @@ type ReloadResult struct {
 // changes nothing, when a new setting cannot be built (a JWT key file that
 // vanished since validation, ...).
 func (s *Server) Reload(next config.Config) (ReloadResult, error) {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	prev := *s.cur.Load()
+	s.live.mu.Lock()
+	defer s.live.mu.Unlock()
+	prev := s.live.config()
 	var res ReloadResult
 	for _, key := range config.Diff(prev, next) {
 		if liveKey(key) {
@@ -74,20 +79,11 @@ func (s *Server) Reload(next config.Config) (ReloadResult, error) {
 		newAuth = v
 	}
 	// Everything is built: switch.
-	if newAuth != nil {
-		old := s.authv.Swap(newAuth)
-		old.Close()
-	}
-	s.orig.Store(newOriginSet(next.Server.AllowedOrigins))
+	s.live.swap(next, newAuth)
 	s.adm.setLimits(next.Limits)
-	s.setRetention(next.History)
-	env := *s.env.Load()
-	env.Config = streamConfig(next)
-	s.env.Store(&env)
 	if s.ingest != nil && changedUnder(res.Applied, "compat.channels_redis.types") {
 		s.ingest.SetTypes(next.Compat.ChannelsRedis.Types)
 	}
-	s.cur.Store(&next)
 	return res, nil
 }
 
@@ -100,11 +96,71 @@ func changedUnder(keys []string, prefix string) bool {
 	return false
 }
 
-// current returns the config in effect.
-func (s *Server) current() config.Config { return *s.cur.Load() }
+// liveConfig is the node's config in effect and what the node derives
+// from it: the token verifier, the sessions' environment, the allowed
+// origins and the history retention rules. New stores the first values;
+// Reload, serialised by mu, builds everything it needs first and then
+// swaps the values in (swap), so a reload that fails changes nothing.
+// Readers — connect, history, deliver and the brokers' retention lookup on
+// publish — take each value with one atomic load and never lock; a reader
+// that takes two values during a reload may get one from each side of it,
+// which is as if it had raced the reload by a moment.
+type liveConfig struct {
+	mu      sync.Mutex                    // serialises Reload; readers never take it
+	cfg     atomic.Pointer[config.Config] // the config in effect (after reloads)
+	verif   atomic.Pointer[auth.Verifier] // the token verifier
+	env     atomic.Pointer[protocols.Env] // new sessions take the current one
+	origins atomic.Pointer[originSet]     // server.allowed_origins
+	rules   atomic.Pointer[[]fanout.RetentionRule]
+}
+
+// config returns the config in effect.
+func (l *liveConfig) config() config.Config { return *l.cfg.Load() }
 
 // verifier returns the token verifier in effect.
-func (s *Server) verifier() *auth.Verifier { return s.authv.Load() }
+func (l *liveConfig) verifier() *auth.Verifier { return l.verif.Load() }
+
+// swap puts next in effect: its origins, retention rules and stream
+// settings, and newAuth as the verifier unless it is nil (the old one is
+// closed). The caller holds mu.
+func (l *liveConfig) swap(next config.Config, newAuth *auth.Verifier) {
+	if newAuth != nil {
+		l.verif.Swap(newAuth).Close()
+	}
+	l.origins.Store(newOriginSet(next.Server.AllowedOrigins))
+	l.setRetention(next.History)
+	env := *l.env.Load()
+	env.Config = streamConfig(next)
+	l.env.Store(&env)
+	l.cfg.Store(&next)
+}
+
+// retention turns history.retention rules into the brokers' per-channel
+// retention (0, 0 when no rule matches).
+func (l *liveConfig) retention(ch string) (int, time.Duration) {
+	for _, r := range *l.rules.Load() {
+		if glob.Match(r.Pattern, ch) {
+			return r.Size, r.TTL
+		}
+	}
+	return 0, 0
+}
+
+// setRetention puts history.retention (validated at load) in effect for
+// the publishes that follow.
+func (l *liveConfig) setRetention(cfg fanout.HistoryConfig) {
+	rules, _ := cfg.RetentionRules()
+	l.rules.Store(&rules)
+}
+
+// lifetime is the node's sessions from first number to last goodbye, and
+// its shutdown.
+type lifetime struct {
+	nextID   atomic.Uint64  // numbers this node's sessions
+	running  sync.WaitGroup // sessions whose read loop runs
+	draining atomic.Bool    // Shutdown has begun
+	done     chan struct{}  // closed by Shutdown; stops housekeeping
+}
 
 // originSet is server.allowed_origins, normalised.
 type originSet struct {

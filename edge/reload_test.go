@@ -27,8 +27,8 @@ func TestLiveKeys(t *testing.T) {
 func TestReloadAppliesLiveKeys(t *testing.T) {
 	ts := startServer(t, nil)
 	s := ts.srv
-	oldEnv := s.env.Load()
-	next := s.current()
+	oldEnv := s.live.env.Load()
+	next := s.live.config()
 	next.Limits.PerUser = 1
 	next.Limits.PerIP = 7
 	next.Stream.Coalesce = []string{"progress:transaction_id"}
@@ -54,7 +54,7 @@ func TestReloadAppliesLiveKeys(t *testing.T) {
 	if got := s.adm.cfg(); got.PerUser != 1 || got.PerIP != 7 {
 		t.Errorf("admission limits %+v", got.Limits)
 	}
-	env := s.env.Load()
+	env := s.live.env.Load()
 	if env == oldEnv || env.Config.MaxQueue != 99 || env.Config.Coalesce["progress"] != "transaction_id" {
 		t.Errorf("sessions' config %+v", env.Config)
 	}
@@ -64,14 +64,14 @@ func TestReloadAppliesLiveKeys(t *testing.T) {
 	if env.Writers != oldEnv.Writers {
 		t.Error("the writer pool was replaced")
 	}
-	if size, ttl := s.retention("audit:9"); size != 5 || ttl != time.Hour {
+	if size, ttl := s.live.retention("audit:9"); size != 5 || ttl != time.Hour {
 		t.Errorf("retention for audit:9 = %d/%s", size, ttl)
 	}
-	if n, _ := normalOrigin("https://app.example"); !s.orig.Load().set[n] || s.orig.Load().any {
-		o := s.orig.Load()
+	if n, _ := normalOrigin("https://app.example"); !s.live.origins.Load().set[n] || s.live.origins.Load().any {
+		o := s.live.origins.Load()
 		t.Errorf("origins %+v", o)
 	}
-	cur := s.current()
+	cur := s.live.config()
 	if cur.Fanout.Broker != "memory" || len(cur.Fanout.Redis.Shards) != 0 || cur.Stream.Writers == 3 {
 		t.Errorf("restart-only keys changed: broker %q shards %v writers %d", cur.Fanout.Broker, cur.Fanout.Redis.Shards, cur.Stream.Writers)
 	}
@@ -80,13 +80,13 @@ func TestReloadAppliesLiveKeys(t *testing.T) {
 		t.Fatalf("a no-op reload: %+v, %v", res, err)
 	}
 	// A JWT setting that cannot be built fails the reload and keeps the verifier.
-	v := s.verifier()
-	bad := s.current()
+	v := s.live.verifier()
+	bad := s.live.config()
 	bad.Auth.JWT.PublicKeyFiles = []string{"/nonexistent/key.pem"}
 	if _, err := s.Reload(bad); err == nil {
 		t.Fatal("a reload with a missing key file succeeded")
 	}
-	if s.verifier() != v || len(s.current().Auth.JWT.PublicKeyFiles) != 0 {
+	if s.live.verifier() != v || len(s.live.config().Auth.JWT.PublicKeyFiles) != 0 {
 		t.Fatal("a failed reload changed the running config")
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -23,9 +22,7 @@ import (
 
 	"github.com/heraldrt/herald/compat"
 	"github.com/heraldrt/herald/config"
-	"github.com/heraldrt/herald/edge/auth"
 	"github.com/heraldrt/herald/fanout"
-	"github.com/heraldrt/herald/internal/glob"
 	"github.com/heraldrt/herald/internal/netpoll"
 	"github.com/heraldrt/herald/protocols"
 	"github.com/heraldrt/herald/telemetry"
@@ -55,22 +52,15 @@ type Server struct {
 	control *controlPlane // cross-node requests over the control channels
 	admin   *adminAPI     // /admin/* and the console
 
-	// Settings in effect; Reload swaps them (reload.go).
-	cur      atomic.Pointer[config.Config] // the config in effect (after reloads)
-	authv    atomic.Pointer[auth.Verifier] // the token verifier
-	env      atomic.Pointer[protocols.Env] // new sessions take the current one
-	orig     atomic.Pointer[originSet]     // server.allowed_origins
-	rules    atomic.Pointer[[]fanout.RetentionRule]
-	reloadMu sync.Mutex
+	// Settings in effect: the config and what derives from it; Reload
+	// swaps them (reload.go).
+	live liveConfig
 
 	// Connections and their lifetime.
 	upgrader websocket.FastHTTPUpgrader // the WebSocket handshake
 	adm      *admission                 // node/IP/user limits
 	prefs    preferences                // users' type filters cached on this node
-	nextID   atomic.Uint64              // numbers this node's sessions
-	live     sync.WaitGroup             // sessions whose read loop runs
-	draining atomic.Bool                // Shutdown has begun
-	done     chan struct{}              // closed by Shutdown; stops housekeeping
+	life     lifetime                   // session numbering, running sessions, shutdown
 }
 
 // Option adjusts how New builds a Server.
@@ -84,7 +74,7 @@ func WithTracing(tr *telemetry.Tracing) Option { return func(s *Server) { s.trac
 // verifier, the hub and the HTTP server. cfg must be validated.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	log = redactLogger(log, newRedactor(cfg))
-	s := &Server{cfg: cfg, log: log, node: strconv.FormatUint(rand.Uint64(), 36), done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, node: strconv.FormatUint(rand.Uint64(), 36), life: lifetime{done: make(chan struct{})}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -97,14 +87,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	s.hub = NewHub(s.tracing)
 	s.metrics = telemetry.NewMetrics()
-	s.cur.Store(&cfg)
+	s.live.cfg.Store(&cfg)
 	v, err := newVerifier(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	s.authv.Store(v)
-	s.setRetention(cfg.History)
-	b, caps, err := newBroker(ctx, cfg, s.deliver, s.retention)
+	s.live.verif.Store(v)
+	s.live.setRetention(cfg.History)
+	b, caps, err := newBroker(ctx, cfg, s.deliver, s.live.retention)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +141,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		b.Close()
 		return nil, fmt.Errorf("subscribe control channels: %w", err)
 	}
-	s.orig.Store(newOriginSet(cfg.Server.AllowedOrigins))
+	s.live.origins.Store(newOriginSet(cfg.Server.AllowedOrigins))
 	var poller *netpoll.Poller
 	if cfg.Server.Netpoll {
 		p, err := netpoll.New()
@@ -162,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		}
 		poller = p
 	}
-	s.env.Store(&protocols.Env{
+	s.live.env.Store(&protocols.Env{
 		Poller:  poller,
 		Config:  streamConfig(cfg),
 		Writers: protocols.NewWriters(cfg.Stream.Writers),
@@ -177,7 +167,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		History: s.broker,
 		Log:     log,
 		Refresh: func(token string, have []string) (string, time.Time, error) {
-			c, err := s.verifier().Verify(token)
+			c, err := s.live.verifier().Verify(token)
 			if err != nil {
 				return "", time.Time{}, err
 			}
@@ -252,7 +242,7 @@ func (s *Server) housekeeping() {
 	defer hb.Stop()
 	for {
 		select {
-		case <-s.done:
+		case <-s.life.done:
 			return
 		case <-hb.C:
 			ctx, cancel := context.WithTimeout(context.Background(), heartbeatEvery)
@@ -265,24 +255,6 @@ func (s *Server) housekeeping() {
 			cancel()
 		}
 	}
-}
-
-// retention turns history.retention rules into the brokers' per-channel
-// retention (nil when there are none).
-func (s *Server) retention(ch string) (int, time.Duration) {
-	for _, r := range *s.rules.Load() {
-		if glob.Match(r.Pattern, ch) {
-			return r.Size, r.TTL
-		}
-	}
-	return 0, 0
-}
-
-// setRetention puts history.retention (validated at load) in effect for
-// the publishes that follow.
-func (s *Server) setRetention(cfg fanout.HistoryConfig) {
-	rules, _ := cfg.RetentionRules()
-	s.rules.Store(&rules)
 }
 
 func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler, retention fanout.Retention) (fanout.Broker, brokerCaps, error) {
@@ -352,10 +324,10 @@ func (s *Server) Serve(ln net.Listener) error {
 // server.reconnect_window, waits for the sessions to end, and closes the
 // broker. ctx bounds the whole shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.draining.Swap(true) {
+	if s.life.draining.Swap(true) {
 		return errors.New("shutdown: already shutting down")
 	}
-	close(s.done)
+	close(s.life.done)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.routes.http.ShutdownWithContext(ctx) }()
 
@@ -375,7 +347,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		time.AfterFunc(delay, func() { sess.Close(r) })
 	}
 	done := make(chan struct{})
-	go func() { s.live.Wait(); close(done) }()
+	go func() { s.life.running.Wait(); close(done) }()
 	var errs []error
 	select {
 	case <-done:
@@ -401,13 +373,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.broker.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown broker: %w", err))
 	}
-	s.env.Load().Writers.Close()
-	if p := s.env.Load().Poller; p != nil {
+	s.live.env.Load().Writers.Close()
+	if p := s.live.env.Load().Poller; p != nil {
 		if err := p.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown poller: %w", err))
 		}
 	}
-	s.verifier().Close()
+	s.live.verifier().Close()
 	s.admin.shutdown(ctx)
 	if err := s.tracing.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown tracing: %w", err))
@@ -420,7 +392,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) handleReady(ctx *fasthttp.RequestCtx) {
 	out := map[string]any{"status": "ok", "broker": s.cfg.Fanout.Broker}
 	status := fasthttp.StatusOK
-	if s.draining.Load() {
+	if s.life.draining.Load() {
 		out["status"], status = "draining", fasthttp.StatusServiceUnavailable
 	}
 	if hc := s.caps.health; hc != nil {
