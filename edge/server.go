@@ -257,23 +257,16 @@ func (s *Server) housekeeping() {
 	}
 }
 
+// newBroker builds the broker fanout.broker names from the sections it
+// owns (fanout, history) and api.idempotency_window.
 func newBroker(ctx context.Context, cfg config.Config, h fanout.Handler, retention fanout.Retention) (fanout.Broker, brokerCaps, error) {
+	sec := fanout.Sections{Fanout: cfg.Fanout, History: cfg.History, IdempotencyWindow: cfg.API.IdempotencyWindow, Retention: retention}
 	switch cfg.Fanout.Broker {
 	case "memory":
-		b := fanout.NewMemory(fanout.MemoryConfig{
-			HistorySize:       cfg.History.Size,
-			HistoryTTL:        cfg.History.TTL,
-			IdempotencyWindow: cfg.API.IdempotencyWindow,
-			Retention:         retention,
-		}, h)
+		b := fanout.NewMemory(sec.Memory(), h)
 		return b, memoryCaps(b), nil
 	case "redis":
-		rc := cfg.Fanout.Redis
-		rc.HistorySize = cfg.History.Size
-		rc.HistoryTTL = cfg.History.TTL
-		rc.IdempotencyWindow = cfg.API.IdempotencyWindow
-		rc.Retention = retention
-		b, err := fanout.NewRedis(ctx, rc, h)
+		b, err := fanout.NewRedis(ctx, sec.Redis(), h)
 		if err != nil {
 			return nil, brokerCaps{}, fmt.Errorf("fanout.redis: %w", err)
 		}

@@ -166,9 +166,48 @@ func (t RedisTLSConfig) validateKeys(key string, l *confkey.List) {
 	}
 }
 
+// Sections are the configuration sections a broker is built from: the
+// "fanout" section, the "history" section, the idempotency window
+// (api.idempotency_window) and the per-channel retention lookup (nil: every
+// channel keeps History.Size messages for History.TTL). Memory and Redis
+// turn them into the chosen broker's config.
+type Sections struct {
+	// Fanout is the "fanout" section: the broker and its Redis settings.
+	Fanout Config
+	// History is the "history" section: size and TTL of every channel's
+	// history.
+	History HistoryConfig
+	// IdempotencyWindow is how long an idempotency key is remembered.
+	IdempotencyWindow time.Duration
+	// Retention gives per-channel size and TTL (history.retention rules,
+	// which a reload may change); zero values fall back to History.
+	Retention Retention
+}
+
+// Memory returns the memory broker's config for s.
+func (s Sections) Memory() MemoryConfig {
+	return MemoryConfig{
+		HistorySize:       s.History.Size,
+		HistoryTTL:        s.History.TTL,
+		IdempotencyWindow: s.IdempotencyWindow,
+		Retention:         s.Retention,
+	}
+}
+
+// Redis returns the Redis broker's config for s: fanout.redis with the
+// history settings.
+func (s Sections) Redis() RedisConfig {
+	rc := s.Fanout.Redis
+	rc.HistorySize = s.History.Size
+	rc.HistoryTTL = s.History.TTL
+	rc.IdempotencyWindow = s.IdempotencyWindow
+	rc.Retention = s.Retention
+	return rc
+}
+
 // HistoryConfig is the "history" configuration section: the per-channel
-// history both brokers keep for resume (MemoryConfig and RedisConfig
-// HistorySize, HistoryTTL and Retention are set from it).
+// history both brokers keep for resume (Sections sets MemoryConfig's and
+// RedisConfig's HistorySize and HistoryTTL from it).
 type HistoryConfig struct {
 	// Size is how many messages each channel keeps.
 	Size int `koanf:"size"`

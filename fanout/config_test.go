@@ -83,3 +83,37 @@ func TestHistoryConfig(t *testing.T) {
 		}
 	}
 }
+
+// Sections hands each broker the history section, the idempotency window
+// and the retention lookup, and the Redis broker its fanout.redis keys.
+func TestSectionsConfig(t *testing.T) {
+	sec := Sections{
+		Fanout:            Config{Broker: "redis", Redis: RedisConfig{Shards: []string{"a:1"}, Prefix: "p:", QueueSize: 7}},
+		History:           HistoryConfig{Size: 12, TTL: time.Hour, Retention: []string{"x=1/"}},
+		IdempotencyWindow: 3 * time.Minute,
+		Retention:         func(string) (int, time.Duration) { return 9, time.Second },
+	}
+	m := sec.Memory()
+	if m.HistorySize != 12 || m.HistoryTTL != time.Hour || m.IdempotencyWindow != 3*time.Minute {
+		t.Fatalf("memory config %+v", m)
+	}
+	if size, ttl := m.retention("c"); size != 9 || ttl != time.Second {
+		t.Fatalf("memory retention %d %s, want 9 1s", size, ttl)
+	}
+	r := sec.Redis()
+	if r.HistorySize != 12 || r.HistoryTTL != time.Hour || r.IdempotencyWindow != 3*time.Minute ||
+		r.Prefix != "p:" || r.QueueSize != 7 || !reflect.DeepEqual(r.Shards, []string{"a:1"}) {
+		t.Fatalf("redis config %+v", r)
+	}
+	if size, ttl := r.Retention.of("c", r.HistorySize, r.HistoryTTL); size != 9 || ttl != time.Second {
+		t.Fatalf("redis retention %d %s, want 9 1s", size, ttl)
+	}
+	if sec.Fanout.Redis.HistorySize != 0 {
+		t.Fatal("Redis changed the fanout section it was given")
+	}
+	sec.Retention = nil
+	m = sec.Memory()
+	if size, ttl := m.retention("c"); size != 12 || ttl != time.Hour {
+		t.Fatalf("no retention: %d %s, want the history section's 12 1h", size, ttl)
+	}
+}
