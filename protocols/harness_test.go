@@ -148,11 +148,48 @@ func tcpPair(t testing.TB) (server, client net.Conn) {
 // edge does). It returns the client end.
 func (h *harness) open(opts Options) (*Session, net.Conn) {
 	h.t.Helper()
+	s := h.resumed(opts)
+	return s, h.attach(s)
+}
+
+// openWS opens a session for opts over WebSocket in format (see open) and
+// returns it with the client reading its frames.
+func (h *harness) openWS(opts Options, format WSFormat) (*Session, *wsClient) {
+	h.t.Helper()
+	opts.Transport = WSTransport{Format: format}
+	s, c := h.open(opts)
+	return s, newWSClient(h.t, c)
+}
+
+// resumed creates a session for opts, hands it live first (what a session
+// registered with the hub receives before Resume reads history) and
+// resumes it; it is not attached yet.
+func (h *harness) resumed(opts Options, live ...*fanout.Message) *Session {
+	h.t.Helper()
 	s := NewSession(h.env, opts)
+	enqueue(s, live...)
 	if err := s.Resume(context.Background()); err != nil {
 		h.t.Fatalf("Resume: %v", err)
 	}
-	return s, h.attach(s)
+	return s
+}
+
+// openSSE opens an SSE session for opts (see open) and reads its first
+// event, which must be connection_established; it returns the session,
+// the client reading its stream and that event.
+func (h *harness) openSSE(opts Options) (*Session, *sseClient, sseEvent) {
+	h.t.Helper()
+	s, c := h.open(opts)
+	cl := newSSEClient(h.t, c)
+	_, ev := cl.expectEvent("connection_established")
+	return s, cl, ev
+}
+
+// enqueue hands ms to s in order, as its subscriptions would.
+func enqueue(s *Session, ms ...*fanout.Message) {
+	for _, m := range ms {
+		s.Enqueue(m)
+	}
 }
 
 func (h *harness) attach(s *Session) net.Conn {

@@ -63,19 +63,12 @@ func TestSessionEstablishedFirstThenMessagesInOrder(t *testing.T) {
 
 func TestSessionDuplicatesWrittenOnce(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	ms := h.publishN("ch", 4)
-	for _, m := range []*fanout.Message{ms[0], ms[0], ms[1], ms[0], ms[1], ms[1]} {
-		s.Enqueue(m)
-	}
+	enqueue(s, ms[0], ms[0], ms[1], ms[0], ms[1], ms[1])
 	cl.expectMessages(ms[0], ms[1])
 	// A message of a channel the session does not receive is dropped.
-	s.Enqueue(h.publish("other", `{"type":"x"}`))
-	s.Enqueue(ms[2])
-	s.Enqueue(ms[2])
-	s.Enqueue(ms[3])
+	enqueue(s, h.publish("other", `{"type":"x"}`), ms[2], ms[2], ms[3])
 	cl.expectMessages(ms[2], ms[3])
 }
 
@@ -84,14 +77,9 @@ func TestSessionResumeOverlapWithLive(t *testing.T) {
 	ms := h.publishN("ch", 5)
 	opts := sseOpts("u", "ch")
 	opts.Since = Cursor{{Hash: ChannelHash("ch"), Pos: ms[1].Pos}}
-	s := NewSession(h.env, opts)
 	// Registered with the hub: live messages arrive before Resume reads
 	// history, and history returns them too.
-	s.Enqueue(ms[3])
-	s.Enqueue(ms[4])
-	if err := s.Resume(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s := h.resumed(opts, ms[3], ms[4])
 	m6 := h.publish("ch", payload("ch", 6))
 	s.Enqueue(ms[4]) // late duplicate
 	s.Enqueue(m6)
@@ -106,13 +94,9 @@ func TestSessionResumeOverlapWithLive(t *testing.T) {
 
 func TestSessionGapFilledFromHistory(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	ms := h.publishN("ch", 6)
-	s.Enqueue(ms[0])
-	s.Enqueue(ms[1])
-	s.Enqueue(ms[4]) // 3 and 4 were lost on the way
+	enqueue(s, ms[0], ms[1], ms[4]) // 3 and 4 were lost on the way
 	cl.expectMessages(ms[0], ms[1], ms[2], ms[3], ms[4])
 	s.Enqueue(ms[5])
 	cl.expectMessage(ms[5])
@@ -120,12 +104,9 @@ func TestSessionGapFilledFromHistory(t *testing.T) {
 
 func TestSessionGapHistoryGone(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{HistorySize: 2})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	ms := h.publishN("ch", 5) // history keeps only 4 and 5
-	s.Enqueue(ms[0])
-	s.Enqueue(ms[4])
+	enqueue(s, ms[0], ms[4])
 	cl.expectMessage(ms[0])
 	reset, ev := cl.expectEvent("stream_reset")
 	if reset["channel"] != "ch" || reset["reason"] != "history_expired" {
@@ -142,9 +123,7 @@ func TestSessionGapAheadOfHistory(t *testing.T) {
 	// A message history does not know yet (a lagging replica): one retry,
 	// then a stream_reset and delivery, never a retry loop.
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	ms := h.publishN("ch", 2)
 	s.Enqueue(ms[0])
 	ahead := &fanout.Message{Channel: "ch", Pos: fanout.Position{Epoch: ms[0].Pos.Epoch, Offset: 9}, Data: []byte(`{"n":9}`)}
@@ -158,19 +137,15 @@ func TestSessionGapAheadOfHistory(t *testing.T) {
 
 func TestSessionEpochChange(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	ms := h.publishN("ch", 2)
-	s.Enqueue(ms[0])
-	s.Enqueue(ms[1])
+	enqueue(s, ms[0], ms[1])
 	cl.expectMessages(ms...)
 	// The channel's history was lost and restarted (a Redis shard restart).
 	epoch := ms[0].Pos.Epoch + 1
 	n1 := &fanout.Message{Channel: "ch", Pos: fanout.Position{Epoch: epoch, Offset: 1}, Data: []byte(`{"e":1}`)}
 	n2 := &fanout.Message{Channel: "ch", Pos: fanout.Position{Epoch: epoch, Offset: 2}, Data: []byte(`{"e":2}`)}
-	s.Enqueue(n1)
-	s.Enqueue(n2)
+	enqueue(s, n1, n2)
 	reset, ev := cl.expectEvent("stream_reset")
 	if reset["reason"] != "epoch_changed" || reset["channel"] != "ch" {
 		t.Fatalf("stream_reset = %s", ev.Data)
@@ -196,9 +171,7 @@ func TestSessionResumeFromCursor(t *testing.T) {
 		{Hash: ChannelHash("b"), Pos: b[2].Pos},
 	}
 	h.publishN("c", 2)
-	s, c := h.open(opts)
-	cl := newSSEClient(t, c)
-	_, ev := cl.expectEvent("connection_established")
+	s, cl, ev := h.openSSE(opts)
 	checkCursor(t, ev.ID, "a", a[5].Pos)
 	checkCursor(t, ev.ID, "c", h.top("c"))
 	cl.expectMessages(a[6:]...) // exactly the missed messages
@@ -213,9 +186,7 @@ func TestSessionResumeFromCursor(t *testing.T) {
 	a11 := h.publish("a", payload("a", 11))
 	opts.Since = since
 	opts.ID = 2
-	_, c2 := h.open(opts)
-	cl2 := newSSEClient(t, c2)
-	cl2.expectEvent("connection_established")
+	_, cl2, _ := h.openSSE(opts)
 	cl2.expectMessage(a11)
 }
 
@@ -235,9 +206,7 @@ func TestSessionResumeUnresumableCursor(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := sseOpts("u", "ch")
 			opts.Since = Cursor{{Hash: ChannelHash("ch"), Pos: tt.since}}
-			s, c := h.open(opts)
-			cl := newSSEClient(t, c)
-			cl.expectEvent("connection_established")
+			s, cl, _ := h.openSSE(opts)
 			reset, ev := cl.expectEvent("stream_reset")
 			if reset["reason"] != tt.reason || reset["channel"] != "ch" {
 				t.Fatalf("stream_reset = %s", ev.Data)
@@ -256,10 +225,7 @@ func TestSessionSlowConsumer(t *testing.T) {
 	// A long write timeout: the blocked write must end because the client
 	// reads, not because it timed out.
 	h := newHarness(t, Config{MaxQueue: 4, WriteTimeout: waitTimeout}, fanout.MemoryConfig{})
-	slow := NewSession(h.env, Options{ID: 1, UserID: "slow", Channels: []string{"big"}, Transport: SSETransport{}})
-	if err := slow.Resume(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	slow := h.resumed(Options{ID: 1, UserID: "slow", Channels: []string{"big"}, Transport: SSETransport{}})
 	server, client := tcpPair(t)
 	defer client.Close()
 	// Small socket buffers so a client that does not read blocks the
@@ -351,9 +317,7 @@ func TestSessionSlowConsumer(t *testing.T) {
 
 func TestSessionCloseTokenExpiredSSE(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	m := h.publish("ch", payload("ch", 1))
 	s.Enqueue(m)
 	s.Close(CloseTokenExpired)
@@ -382,9 +346,7 @@ func TestSessionExpiresAt(t *testing.T) {
 			h := newHarness(t, Config{}, fanout.MemoryConfig{})
 			opts := sseOpts("u", "ch")
 			opts.ExpiresAt = time.Now().Add(tt.in)
-			s, c := h.open(opts)
-			cl := newSSEClient(t, c)
-			cl.expectEvent("connection_established")
+			s, cl, _ := h.openSSE(opts)
 			ev, raw := cl.expectEvent("disconnect")
 			if ev["reason"] != "token_expired" || ev["reconnect"] != true {
 				t.Fatalf("disconnect = %s", raw.Data)
@@ -402,9 +364,7 @@ func TestSessionTokenExpiringThenExpired(t *testing.T) {
 	h := newHarness(t, Config{TokenExpiringLead: time.Hour}, fanout.MemoryConfig{})
 	opts := sseOpts("u", "ch")
 	opts.ExpiresAt = time.Now().Add(500 * time.Millisecond).Truncate(time.Second).Add(time.Second)
-	s, c := h.open(opts)
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(opts)
 	ev, raw := cl.expectEvent("token_expiring")
 	if ev["expires_at"] != float64(opts.ExpiresAt.Unix()) {
 		t.Fatalf("token_expiring = %s, want expires_at %d", raw.Data, opts.ExpiresAt.Unix())
@@ -417,10 +377,8 @@ func TestSessionTokenExpiringThenExpired(t *testing.T) {
 
 	// Raw WebSocket clients get no token_expiring (the guide's format has
 	// no such message), only the final event.
-	opts.Transport = WSTransport{Format: WSRaw}
 	opts.ExpiresAt = time.Now().Add(300 * time.Millisecond)
-	s, c = h.open(opts)
-	wc := newWSClient(t, c)
+	s, wc := h.openWS(opts, WSRaw)
 	if m := eventType(t, string(wc.nextData())); m["type"] != "connection_established" {
 		t.Fatalf("first event %v", m)
 	}
@@ -437,9 +395,7 @@ func TestSessionTokenExpiringThenExpired(t *testing.T) {
 func TestSessionMaxLifetime(t *testing.T) {
 	h := newHarness(t, Config{MaxLifetime: 200 * time.Millisecond}, fanout.MemoryConfig{})
 	start := time.Now()
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	if ev, raw := cl.expectEvent("disconnect"); ev["reason"] != "max_lifetime" || ev["reconnect"] != true {
 		t.Fatalf("disconnect = %s", raw.Data)
 	}
@@ -452,9 +408,7 @@ func TestSessionMaxLifetime(t *testing.T) {
 
 func TestSessionKeepaliveAndIdle(t *testing.T) {
 	h := newHarness(t, Config{SSEHeartbeat: 20 * time.Millisecond, WSPingInterval: 20 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, fanout.MemoryConfig{})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	if ev, raw := cl.expectEvent("disconnect"); ev["reason"] != "idle_timeout" || ev["reconnect"] != false {
 		t.Fatalf("disconnect = %s", raw.Data)
 	}
@@ -465,9 +419,7 @@ func TestSessionKeepaliveAndIdle(t *testing.T) {
 	waitDone(t, s)
 
 	opts := sseOpts("u", "ch")
-	opts.Transport = WSTransport{Format: WSEnvelope}
-	s, c = h.open(opts)
-	wc := newWSClient(t, c)
+	s, wc := h.openWS(opts, WSEnvelope)
 	pings := 0
 	for {
 		f := wc.next()
@@ -494,9 +446,7 @@ func TestSessionKeepaliveAndIdle(t *testing.T) {
 func TestSessionWSEnvelopeStream(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
 	opts := sseOpts("alice", "ch")
-	opts.Transport = WSTransport{Format: WSEnvelope}
-	s, c := h.open(opts)
-	wc := newWSClient(t, c)
+	s, wc := h.openWS(opts, WSEnvelope)
 	var est map[string]any
 	json.Unmarshal(wc.nextData(), &est)
 	if est["type"] != "connection_established" || est["message"] != "WebSocket connected successfully" {
@@ -537,13 +487,10 @@ func TestSessionWSEnvelopeStream(t *testing.T) {
 func TestSessionWSRawStream(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
 	opts := sseOpts("alice", "ch")
-	opts.Transport = WSTransport{Format: WSRaw}
-	s, c := h.open(opts)
-	wc := newWSClient(t, c)
+	s, wc := h.openWS(opts, WSRaw)
 	wc.nextData() // connection_established
 	ms := h.publishN("ch", 3)
-	s.Enqueue(ms[0])
-	s.Enqueue(ms[2]) // gap: 2 comes from history
+	enqueue(s, ms[0], ms[2]) // gap: 2 comes from history
 	for _, m := range ms {
 		if got := wc.nextData(); !bytes.Equal(got, m.Data) {
 			t.Fatalf("got %s, want %s", got, m.Data)
@@ -553,10 +500,7 @@ func TestSessionWSRawStream(t *testing.T) {
 
 func TestSessionCloseBeforeAttach(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s := NewSession(h.env, sseOpts("u", "ch"))
-	if err := s.Resume(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s := h.resumed(sseOpts("u", "ch"))
 	s.Close(CloseGoingAway)
 	waitDone(t, s)
 	if s.Attached() {
@@ -575,10 +519,7 @@ func TestSessionEnqueueBeforeAttach(t *testing.T) {
 	// Messages that arrive between Resume and Attach are written after the
 	// resume events.
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s := NewSession(h.env, sseOpts("u", "ch"))
-	if err := s.Resume(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s := h.resumed(sseOpts("u", "ch"))
 	ms := h.publishN("ch", 3)
 	for _, m := range ms {
 		s.Enqueue(m)
@@ -590,10 +531,8 @@ func TestSessionEnqueueBeforeAttach(t *testing.T) {
 
 func TestServeSSEClientSendsData(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
-	if _, err := c.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
+	if _, err := cl.conn.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	cl.expectEOF()
@@ -630,10 +569,7 @@ func (g *gatedConn) Write(b []byte) (int, error) {
 
 func TestSessionBatchesWrites(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s := NewSession(h.env, sseOpts("u", "ch"))
-	if err := s.Resume(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s := h.resumed(sseOpts("u", "ch"))
 	server, client := tcpPair(t)
 	defer client.Close()
 	g := &gatedConn{Conn: server, gate: make(chan struct{})}
@@ -659,9 +595,7 @@ func TestSessionConcurrentEnqueue(t *testing.T) {
 	// Live delivery from the broker races with keepalives, control events
 	// and gap recovery; every message still arrives exactly once, in order.
 	h := newHarness(t, Config{SSEHeartbeat: time.Millisecond, MaxQueue: 1 << 20}, fanout.MemoryConfig{HistorySize: 1000})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	const n = 300
 	ms := h.publishN("ch", n)
 	var wg sync.WaitGroup
@@ -721,8 +655,7 @@ func TestSessionGoroutinesReturnToBaseline(t *testing.T) {
 		}
 		ms := h.publishN("a", 5)
 		for _, s := range sessions {
-			s.Enqueue(ms[0])
-			s.Enqueue(ms[4]) // a gap: a history read in flight
+			enqueue(s, ms[0], ms[4]) // a gap: a history read in flight
 		}
 		for i, s := range sessions {
 			switch i % 4 {
@@ -782,20 +715,14 @@ func TestSessionQueueBytesAccounting(t *testing.T) {
 	// Resume replays 7..10 from history while live 9 and 10 overlap it.
 	opts := sseOpts("u", "ch")
 	opts.Since = Cursor{{Hash: ChannelHash("ch"), Pos: ms[5].Pos}}
-	s := NewSession(h.env, opts)
-	s.Enqueue(ms[8])
-	s.Enqueue(ms[9])
-	if err := s.Resume(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s := h.resumed(opts, ms[8], ms[9])
 	cl := newSSEClient(t, h.attach(s))
 	cl.expectEvent("connection_established")
 	cl.expectMessages(ms[6:]...)
 	assertDrained(t, s)
 	// A gap filled from history, and duplicates.
 	more := h.publishN("ch", 3)
-	s.Enqueue(more[2])
-	s.Enqueue(more[2])
+	enqueue(s, more[2], more[2])
 	cl.expectMessages(more...)
 	assertDrained(t, s)
 	// A gap history cannot fill any more.
@@ -849,12 +776,9 @@ func TestSessionGapAfterEpochChangeIsRecovered(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
 	hist := &epochHistory{epochs: map[uint32][]*fanout.Message{}, cur: 10}
 	h.env.History = hist
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	old := hist.add(10, 3)
-	s.Enqueue(old[0])
-	s.Enqueue(old[2]) // gap at offset 3, filled from history
+	enqueue(s, old[0], old[2]) // gap at offset 3, filled from history
 	cl.expectMessages(old...)
 	nw := hist.add(11, 3)
 	s.Enqueue(nw[2]) // new epoch; 1 and 2 of it were lost on the way
@@ -908,12 +832,9 @@ func TestSessionGapHistoryErrorClosesInternal(t *testing.T) {
 		if nilLog {
 			h.env.Log = nil
 		}
-		s, c := h.open(sseOpts("u", "ch"))
-		cl := newSSEClient(t, c)
-		cl.expectEvent("connection_established")
+		s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 		ms := h.publishN("ch", 3)
-		s.Enqueue(ms[0])
-		s.Enqueue(ms[2]) // gap; the history read fails
+		enqueue(s, ms[0], ms[2]) // gap; the history read fails
 		cl.expectMessage(ms[0])
 		ev, raw := cl.expectEvent("disconnect")
 		if ev["reason"] != "internal_error" || ev["reconnect"] != true {
@@ -932,9 +853,7 @@ func TestSessionManyChannelsCursor(t *testing.T) {
 	for i := range 12 {
 		chans = append(chans, fmt.Sprintf("ch%d", i))
 	}
-	s, c := h.open(sseOpts("u", chans...))
-	cl := newSSEClient(t, c)
-	_, ev := cl.expectEvent("connection_established")
+	s, cl, ev := h.openSSE(sseOpts("u", chans...))
 	if cur, err := ParseCursor(ev.ID); err != nil || len(cur) != len(chans) {
 		t.Fatalf("cursor %q: %d entries, %v", ev.ID, len(cur), err)
 	}
@@ -950,9 +869,7 @@ func TestWritersClosedStillFlush(t *testing.T) {
 	// A session scheduled after the pool stopped (a late timer during
 	// shutdown) is flushed on a goroutine of its own.
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	s, c := h.open(sseOpts("u", "ch"))
-	cl := newSSEClient(t, c)
-	cl.expectEvent("connection_established")
+	s, cl, _ := h.openSSE(sseOpts("u", "ch"))
 	h.env.Writers.Close()
 	h.env.Writers.Close() // idempotent
 	m := h.publish("ch", payload("ch", 1))

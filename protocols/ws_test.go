@@ -116,6 +116,30 @@ func send(t *testing.T, c *websocket.Conn, mt int, data string) {
 	}
 }
 
+// dialAlice serves a session for alice on channel "ch" in format from h
+// over WebSocket, dials it with d (nil: the defaults) and reads its
+// connection_established event.
+func dialAlice(t *testing.T, h *harness, format WSFormat, d *websocket.Dialer) (*websocket.Conn, *Session) {
+	t.Helper()
+	ws := startWSServer(t, h, Options{ID: 1, UserID: "alice", Channels: []string{"ch"}, Transport: WSTransport{Format: format}})
+	c, s := ws.dial(t, d)
+	readJSON(t, c)
+	return c, s
+}
+
+// expectClosedWith reads until the server's close frame, which must carry
+// want's code, waits for the session to end and checks it ended for want.
+func expectClosedWith(t *testing.T, c *websocket.Conn, s *Session, want CloseReason) {
+	t.Helper()
+	if code := expectClose(t, c); code != int(want.WSCode) {
+		t.Fatalf("close code %d, want %d", code, want.WSCode)
+	}
+	waitDone(t, s)
+	if s.CloseReason() != want {
+		t.Fatalf("CloseReason = %+v", s.CloseReason())
+	}
+}
+
 // expectClose reads until the server's close frame and returns its code.
 func expectClose(t *testing.T, c *websocket.Conn) int {
 	t.Helper()
@@ -191,9 +215,7 @@ func TestServeWSPingPongAndMessages(t *testing.T) {
 
 func TestServeWSEnvelopeEvents(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	ws := startWSServer(t, h, Options{ID: 1, UserID: "alice", Channels: []string{"ch"}, Transport: WSTransport{Format: WSEnvelope}})
-	c, s := ws.dial(t, nil)
-	readJSON(t, c)
+	c, s := dialAlice(t, h, WSEnvelope, nil)
 	m := h.publish("ch", `{"type":"notification"}`)
 	s.Enqueue(m)
 	env, raw := readJSON(t, c)
@@ -210,9 +232,7 @@ func TestServeWSEnvelopeEvents(t *testing.T) {
 
 func TestServeWSInvalidInputKeepsConnection(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	ws := startWSServer(t, h, Options{ID: 1, UserID: "alice", Channels: []string{"ch"}, Transport: WSTransport{Format: WSRaw}})
-	c, s := ws.dial(t, nil)
-	readJSON(t, c)
+	c, s := dialAlice(t, h, WSRaw, nil)
 	for _, in := range []string{`not json`, `[1,2]`, `{"type":"subscribe"}`, `{"timestamp":1}`, `{"type":"refresh"}`, ``} {
 		send(t, c, websocket.TextMessage, in)
 		ev, raw := readJSON(t, c)
@@ -243,17 +263,9 @@ func TestServeWSInvalidInputKeepsConnection(t *testing.T) {
 
 func TestServeWSBinaryFrameCloses1003(t *testing.T) {
 	h := newHarness(t, Config{}, fanout.MemoryConfig{})
-	ws := startWSServer(t, h, Options{ID: 1, UserID: "alice", Channels: []string{"ch"}, Transport: WSTransport{Format: WSRaw}})
-	c, s := ws.dial(t, nil)
-	readJSON(t, c)
+	c, s := dialAlice(t, h, WSRaw, nil)
 	send(t, c, websocket.BinaryMessage, "\x00\x01")
-	if code := expectClose(t, c); code != websocket.CloseUnsupportedData {
-		t.Fatalf("close code %d, want 1003", code)
-	}
-	waitDone(t, s)
-	if s.CloseReason() != CloseUnsupportedData {
-		t.Fatalf("CloseReason = %+v", s.CloseReason())
-	}
+	expectClosedWith(t, c, s, CloseUnsupportedData)
 }
 
 func TestServeWSTooBigCloses1009(t *testing.T) {
@@ -268,9 +280,7 @@ func TestServeWSTooBigCloses1009(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, Config{WSReadLimit: 1024}, fanout.MemoryConfig{})
-			ws := startWSServer(t, h, Options{ID: 1, UserID: "alice", Channels: []string{"ch"}, Transport: WSTransport{Format: WSRaw}})
-			c, s := ws.dial(t, tt.d)
-			readJSON(t, c)
+			c, s := dialAlice(t, h, WSRaw, tt.d)
 			// Exactly the limit is accepted.
 			at := `{"type":"ping","pad":"` + strings.Repeat("p", 1024-len(`{"type":"ping","pad":""}`)) + `"}`
 			send(t, c, websocket.TextMessage, at)
@@ -282,13 +292,7 @@ func TestServeWSTooBigCloses1009(t *testing.T) {
 			// sent first is still there to read.
 			_ = c.SetWriteDeadline(time.Now().Add(waitTimeout))
 			_ = c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","pad":"`+strings.Repeat("p", 2000)+`"}`))
-			if code := expectClose(t, c); code != websocket.CloseMessageTooBig {
-				t.Fatalf("close code %d, want 1009", code)
-			}
-			waitDone(t, s)
-			if s.CloseReason() != CloseTooBig {
-				t.Fatalf("CloseReason = %+v", s.CloseReason())
-			}
+			expectClosedWith(t, c, s, CloseTooBig)
 		})
 	}
 }
