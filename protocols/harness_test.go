@@ -379,3 +379,20 @@ func (c *wsClient) nextData() []byte {
 		}
 	}
 }
+
+// queueState returns the session's queue length and queued payload bytes.
+func queueState(s *Session) (int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue), s.queueBytes
+}
+
+// assertDrained checks that once everything queued was written the byte
+// account is back to zero, so MaxQueueBytes keeps its meaning.
+func assertDrained(t *testing.T, s *Session) {
+	t.Helper()
+	waitFor(t, "an empty queue", func() bool { n, _ := queueState(s); return n == 0 })
+	if _, b := queueState(s); b != 0 {
+		t.Fatalf("queueBytes = %d with an empty queue", b)
+	}
+}
