@@ -36,6 +36,11 @@ func runVersion(args []string, stdout io.Writer) error {
 // has no curl). Without --url it reads the same config as `herald serve`
 // (file, HERALD_* variables, flags) and asks the node on the loopback
 // address of server.listen's port, over https when server.tls is set.
+//
+// It parses and loads on its own rather than through serve.ParseWith:
+// ParseWith refuses positional arguments, which health has always
+// ignored, so a HEALTHCHECK line with a stray argument that passes today
+// would start failing.
 func runHealth(args []string, stdout, stderr io.Writer) error {
 	fs := config.Flags()
 	fs.SetOutput(stderr)

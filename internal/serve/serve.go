@@ -55,7 +55,8 @@ func Parse(fs *pflag.FlagSet, args []string) (cfg config.Config, opts Options, h
 // ParseWith is Parse loading with load instead of config.Load: `herald
 // token` passes config.Read, as signing needs auth.jwt.hmac_secret only.
 // Every command that reads the configuration from --config, HERALD_*
-// variables and flags parses its arguments here.
+// variables and flags parses its arguments here, except `herald health`,
+// which has always ignored positional arguments (cmd/herald/ops.go).
 func ParseWith(fs *pflag.FlagSet, args []string, load func(*pflag.FlagSet, []string) (config.Config, error)) (cfg config.Config, opts Options, help bool, err error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
