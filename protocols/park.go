@@ -174,8 +174,16 @@ func (s *Session) parkedState() *parkState {
 }
 
 // endRead ends a parked read side once: the socket leaves the poller and
-// the owner's end callback runs.
-func (s *Session) endRead() {
+// the owner's end callback runs — in a goroutine of its own when terminate
+// calls this (see endReadAsync).
+func (s *Session) endRead() { s.endReadWith(false) }
+
+// endReadAsync is endRead for terminate, which may run on a pooled writer
+// after the final frame: the owner's cleanup (hub, broker unsubscribe,
+// admission) must not hold up other sessions' writes.
+func (s *Session) endReadAsync() { s.endReadWith(true) }
+
+func (s *Session) endReadWith(async bool) {
 	p := s.parkedState()
 	if p == nil || !s.readEnded.CompareAndSwap(false, true) {
 		return
@@ -183,6 +191,10 @@ func (s *Session) endRead() {
 	p.w.Remove()
 	if p.readTimer != nil {
 		p.readTimer.Stop()
+	}
+	if async {
+		go p.ended()
+		return
 	}
 	p.ended()
 }

@@ -409,7 +409,7 @@ func (s *Session) terminate() {
 	if parked {
 		// A closed socket leaves the epoll set without an event: end
 		// the parked read side here.
-		s.endRead()
+		s.endReadAsync()
 	}
 }
 
