@@ -4,12 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/heraldrt/herald/bench"
 	"github.com/heraldrt/herald/bench/floor"
+	"github.com/heraldrt/herald/bench/floor/floortest"
 	"github.com/heraldrt/herald/internal/edgetest"
 	"github.com/heraldrt/herald/internal/heraldtest"
 )
@@ -29,24 +29,8 @@ func startHerald(t *testing.T) string {
 }
 
 func startFloor(t *testing.T, opts floor.Options) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := floor.NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		if err := s.Shutdown(); err != nil {
-			t.Errorf("floor shutdown: %v", err)
-		}
-		<-done
-	})
-	return ln.Addr().String()
+	_, addr := floortest.Start(t, opts)
+	return addr
 }
 
 func smokeOptions(target string) bench.Options {
@@ -57,6 +41,28 @@ func smokeOptions(target string) bench.Options {
 	}
 }
 
+// run runs the tool with o, failing the test on an error.
+func run(t *testing.T, o bench.Options) *bench.Result {
+	t.Helper()
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return res
+}
+
+// heraldAndFloor returns res's runs against Herald and the floor, failing
+// the test when either is missing.
+func heraldAndFloor(t *testing.T, res *bench.Result) []*bench.RunResult {
+	t.Helper()
+	for _, rr := range []*bench.RunResult{res.Herald, res.Floor} {
+		if rr == nil {
+			t.Fatal("missing run result")
+		}
+	}
+	return []*bench.RunResult{res.Herald, res.Floor}
+}
+
 // TestSmokeBroadcastHeraldAndFloor runs the tool against a real Herald and
 // the floor: 50 WS + 50 SSE, 20 broadcast messages published in order,
 // nothing lost, duplicated or reordered on either.
@@ -65,14 +71,8 @@ func TestSmokeBroadcastHeraldAndFloor(t *testing.T) {
 	o.FloorTargets = []string{startFloor(t, floor.Options{})}
 	o.Scenario, o.BroadcastRate, o.Messages = bench.ScenarioBroadcast, 100, 20
 	o.PublishOrdered = true
-	res, err := bench.Run(context.Background(), o)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	for _, rr := range []*bench.RunResult{res.Herald, res.Floor} {
-		if rr == nil {
-			t.Fatal("missing run result")
-		}
+	res := run(t, o)
+	for _, rr := range heraldAndFloor(t, res) {
 		if rr.Ramp["ws"].OK != 50 || rr.Ramp["sse"].OK != 50 {
 			t.Fatalf("%s ramp: ws %+v sse %+v errors %v", rr.Server, rr.Ramp["ws"], rr.Ramp["sse"], rr.Errors)
 		}
@@ -103,11 +103,7 @@ func TestSmokePerUserAndResume(t *testing.T) {
 	o.WS, o.SSE = 20, 20
 	o.Scenario, o.BroadcastRate, o.UserRate = bench.ScenarioResume, 20, 100
 	o.Duration, o.DropRate, o.ReconnectDelay = 2*time.Second, 40, 50*time.Millisecond
-	res, err := bench.Run(context.Background(), o)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	rr := res.Herald
+	rr := run(t, o).Herald
 	if rr.Drops < 20 || rr.Reconnects < 10 {
 		t.Fatalf("too few drops/reconnects: %d/%d", rr.Drops, rr.Reconnects)
 	}
@@ -128,14 +124,8 @@ func TestSmokeConcurrentPublishCoalescingFloor(t *testing.T) {
 	o.FloorTargets = []string{startFloor(t, floor.Options{Coalesce: 8})}
 	o.Scenario, o.BroadcastRate, o.Messages = bench.ScenarioBroadcast, 400, 40
 	o.PublishConcurrency = 16
-	res, err := bench.Run(context.Background(), o)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	for _, rr := range []*bench.RunResult{res.Herald, res.Floor} {
-		if rr == nil {
-			t.Fatal("missing run result")
-		}
+	res := run(t, o)
+	for _, rr := range heraldAndFloor(t, res) {
 		p := rr.Published
 		if p.OK != 40 || p.Failed != 0 || p.Concurrency != 16 {
 			t.Fatalf("%s published %+v errors %v", rr.Server, p, rr.Errors)

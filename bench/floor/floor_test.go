@@ -1,11 +1,9 @@
-package floor
+package floor_test
 
 import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
@@ -14,36 +12,36 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/heraldrt/herald/bench/floor"
+	"github.com/heraldrt/herald/bench/floor/floortest"
 )
+
+// dialWS opens a WebSocket to the floor at addr as user u1 and reads its
+// connection_established event, with 30 s for each read; the socket is
+// closed when the test ends.
+func dialWS(t *testing.T, addr string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws/notifications/?token=u1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, _, err := ws.ReadMessage(); err != nil { // connection_established
+		t.Fatal(err)
+	}
+	return ws
+}
 
 // TestCoalesceFrames checks the coalescing floor's hand-built frames: a
 // WebSocket and an SSE client receive every published message intact and
 // in order, including payloads that need the 16- and 64-bit WebSocket
 // length forms, however many of them left in one write.
 func TestCoalesceFrames(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Coalesce: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	defer func() {
-		if err := s.Shutdown(); err != nil {
-			t.Error(err)
-		}
-		<-done
-	}()
-	addr := ln.Addr().String()
+	s, addr := floortest.Start(t, floor.Options{Coalesce: 4})
 
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws/notifications/?token=u1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
+	ws := dialWS(t, addr)
 	sse, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -51,11 +49,7 @@ func TestCoalesceFrames(t *testing.T) {
 	defer sse.Close()
 	fmt.Fprintf(sse, "GET /sse/notifications/?token=u2 HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
 	br := bufio.NewReader(sse)
-	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_ = sse.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, _, err := ws.ReadMessage(); err != nil { // connection_established
-		t.Fatal(err)
-	}
 	sseData := func() string {
 		t.Helper()
 		for {
@@ -108,23 +102,7 @@ func TestCoalesceFrames(t *testing.T) {
 // still answers pings and receives broadcasts, and a client that closes
 // (close frame or plain hang-up) is removed.
 func TestNetpollParksIdleConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewWith(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Netpoll: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	defer func() {
-		if err := s.Shutdown(); err != nil {
-			t.Error(err)
-		}
-		<-done
-	}()
-	addr := ln.Addr().String()
+	s, addr := floortest.Start(t, floor.Options{Netpoll: true})
 	waitLen := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
@@ -136,15 +114,7 @@ func TestNetpollParksIdleConnections(t *testing.T) {
 		}
 	}
 
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws/notifications/?token=u1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, _, err := ws.ReadMessage(); err != nil { // connection_established
-		t.Fatal(err)
-	}
+	ws := dialWS(t, addr)
 	waitLen(1)
 	base := runtime.NumGoroutine()
 
