@@ -127,14 +127,21 @@ func dialAlice(t *testing.T, h *harness, format WSFormat, d *websocket.Dialer) (
 	return c, s
 }
 
-// expectClosedWith reads until the server's close frame, which must carry
-// want's code, waits for the session to end and checks it ended for want.
-func expectClosedWith(t *testing.T, c *websocket.Conn, s *Session, want CloseReason) {
+// expectClosed reads until the server's close frame, which must carry
+// code, and waits for the session to end.
+func expectClosed(t *testing.T, c *websocket.Conn, s *Session, code int) {
 	t.Helper()
-	if code := expectClose(t, c); code != int(want.WSCode) {
-		t.Fatalf("close code %d, want %d", code, want.WSCode)
+	if got := expectClose(t, c); got != code {
+		t.Fatalf("close code %d, want %d", got, code)
 	}
 	waitDone(t, s)
+}
+
+// expectClosedWith is expectClosed with want's code, and checks that the
+// session ended for want.
+func expectClosedWith(t *testing.T, c *websocket.Conn, s *Session, want CloseReason) {
+	t.Helper()
+	expectClosed(t, c, s, int(want.WSCode))
 	if s.CloseReason() != want {
 		t.Fatalf("CloseReason = %+v", s.CloseReason())
 	}
@@ -207,10 +214,7 @@ func TestServeWSPingPongAndMessages(t *testing.T) {
 	if err := c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")); err != nil {
 		t.Fatal(err)
 	}
-	if code := expectClose(t, c); code != websocket.CloseNormalClosure {
-		t.Fatalf("close code %d", code)
-	}
-	waitDone(t, s)
+	expectClosed(t, c, s, websocket.CloseNormalClosure)
 }
 
 func TestServeWSEnvelopeEvents(t *testing.T) {
@@ -255,10 +259,7 @@ func TestServeWSInvalidInputKeepsConnection(t *testing.T) {
 	}
 	// Invalid UTF-8 in a text frame closes with 1007 (RFC 6455 8.1).
 	send(t, c, websocket.TextMessage, "{\"type\":\"ping\",\"timestamp\":\"\xff\"}")
-	if code := expectClose(t, c); code != websocket.CloseInvalidFramePayloadData {
-		t.Fatalf("close code %d, want 1007", code)
-	}
-	waitDone(t, s)
+	expectClosed(t, c, s, websocket.CloseInvalidFramePayloadData)
 }
 
 func TestServeWSBinaryFrameCloses1003(t *testing.T) {
