@@ -3,6 +3,7 @@ package testproc
 import (
 	"errors"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -110,4 +111,67 @@ func TestLastLines(t *testing.T) {
 	if got := LastLines("only", 5); got != "only" {
 		t.Fatalf("LastLines: %q", got)
 	}
+}
+
+// TestWaitReady: nil once ready reports true; an error quoting the log
+// when the process exits first; an error and a killed process when ready
+// never reports true within the timeout.
+func TestWaitReady(t *testing.T) {
+	var h Handle
+	if err := h.Start(exec.Command("sleep", "60"), nil, nil); err != nil {
+		t.Skipf("no sleep command: %v", err)
+	}
+	defer h.Signal(syscall.SIGKILL, time.Second)
+	calls := 0
+	if err := h.WaitReady("sleep", func() bool { calls++; return calls == 3 }, time.Millisecond, 10*time.Second, func() string { return "" }); err != nil || calls != 3 {
+		t.Fatalf("WaitReady: %v after %d polls, want nil after 3", err, calls)
+	}
+	err := h.WaitReady("sleep", func() bool { return false }, time.Millisecond, 100*time.Millisecond, func() string { return "a\nb" })
+	if err == nil || !strings.Contains(err.Error(), "not ready within") || !strings.Contains(err.Error(), "a | b") {
+		t.Fatalf("WaitReady past its timeout: %v", err)
+	}
+	select {
+	case <-h.Exited():
+	default:
+		t.Fatal("WaitReady past its timeout left the process running")
+	}
+
+	var gone Handle
+	if err := gone.Start(exec.Command("true"), nil, nil); err != nil {
+		t.Skipf("no true command: %v", err)
+	}
+	err = gone.WaitReady("true", func() bool { return false }, time.Millisecond, 10*time.Second, func() string { return "bye" })
+	if err == nil || !strings.Contains(err.Error(), "true exited: bye") {
+		t.Fatalf("WaitReady on an exited process: %v", err)
+	}
+}
+
+// TestRestart: the running process is killed and start is retried until
+// it succeeds.
+func TestRestart(t *testing.T) {
+	var h Handle
+	if err := h.Start(exec.Command("sleep", "60"), nil, nil); err != nil {
+		t.Skipf("no sleep command: %v", err)
+	}
+	first := h.Exited()
+	tries := 0
+	err := h.Restart(time.Second, func() error {
+		tries++
+		if tries < 2 {
+			return errors.New("port busy")
+		}
+		return h.Start(exec.Command("sleep", "60"), nil, nil)
+	})
+	if err != nil || tries != 2 {
+		t.Fatalf("Restart: %v after %d tries, want nil after 2", err, tries)
+	}
+	select {
+	case <-first:
+	default:
+		t.Fatal("the first run was not killed")
+	}
+	if h.Exited() == first {
+		t.Fatal("no new run after Restart")
+	}
+	h.Signal(syscall.SIGKILL, time.Second)
 }
