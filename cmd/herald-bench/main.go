@@ -89,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.StormWait, "storm-wait", 60*time.Second, "storm: longest wait for every connection to be back on a survivor")
 	fs.StringSliceVar(&o.RedisAddrs, "redis", nil, "Redis server host:port the nodes use (repeatable): report the Redis commands per connect from INFO commandstats")
 	fs.StringVar(&o.SrcBase, "src", "127.0.0.2", "first client source address (later ones count up); empty: kernel's choice")
-	fs.IntVar(&o.PerIP, "per-ip", 25000, "most connections per source address")
+	fs.IntVar(&o.PerIP, "per-ip", bench.DefaultPerIP, "most connections per source address (more make connect(2) search longer for a free port)")
 	fs.IntVar(&o.MaxPerWorker, "max-per-worker", 15000, "most connections per process; more start worker processes")
 	fs.IntVar(&o.Workers, "workers", 0, "force this many worker processes")
 	fs.DurationVar(&o.Timeout, "timeout", 15*time.Second, "connect timeout, up to the first message")
