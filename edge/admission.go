@@ -275,13 +275,11 @@ func (a *admission) renew(ctx context.Context) {
 
 // heartbeat renews this node's liveness, which keeps its connections
 // counting towards per-user limits on every node.
-func (a *admission) heartbeat(ctx context.Context) {
+func (a *admission) heartbeat(ctx context.Context) error {
 	if a.cluster == nil || a.cfg().PerUser <= 0 {
-		return
+		return nil
 	}
-	if err := a.cluster.NodeAlive(ctx, a.node); err != nil {
-		a.log.Warn("node heartbeat failed: other nodes may stop counting this node's connections", "err", err)
-	}
+	return a.cluster.NodeAlive(ctx, a.node)
 }
 
 // gone ends this node's liveness (at shutdown).

@@ -44,8 +44,11 @@ type Server struct {
 	hub     *Hub
 	metrics *telemetry.Metrics
 	tracing *telemetry.Tracing // nil when tracing is off
-	ingest  *compat.Ingest     // channels_redis ingest, nil when disabled
-	backend *BackendChecker    // auth.backend_check, nil when disabled
+	// wrapConns, set by tests only, wraps the broker's cluster-wide
+	// connection counter (to slow a lease renewal down, say).
+	wrapConns func(fanout.ConnCounter) fanout.ConnCounter
+	ingest    *compat.Ingest  // channels_redis ingest, nil when disabled
+	backend   *BackendChecker // auth.backend_check, nil when disabled
 
 	// The parts New composes.
 	routes  *router       // the main listener's HTTP layer
@@ -132,7 +135,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	s.backend = bc
-	s.adm = newAdmission(cfg.Limits, s.node, caps.conns, log)
+	conns := caps.conns
+	if s.wrapConns != nil && conns != nil {
+		conns = s.wrapConns(conns)
+	}
+	s.adm = newAdmission(cfg.Limits, s.node, conns, log)
 	// Other nodes reach this one on its control channel (eviction of a
 	// user's oldest connection, admin requests) and all nodes on the shared
 	// one (admin broadcasts).
@@ -238,21 +245,48 @@ func (s *Server) deliver(m *fanout.Message) {
 func (s *Server) housekeeping() {
 	t := time.NewTicker(connLease / 3)
 	defer t.Stop()
-	hb := time.NewTicker(heartbeatEvery)
-	defer hb.Stop()
+	go s.heartbeats()
 	for {
 		select {
 		case <-s.life.done:
 			return
-		case <-hb.C:
-			ctx, cancel := context.WithTimeout(context.Background(), heartbeatEvery)
-			s.adm.heartbeat(ctx)
-			cancel()
 		case now := <-t.C:
 			s.adm.sweep(now)
 			ctx, cancel := context.WithTimeout(context.Background(), connLease/3)
 			s.adm.renew(ctx)
 			cancel()
+		}
+	}
+}
+
+// heartbeats renews this node's liveness every heartbeatEvery, on its own
+// goroutine: a lease renewal of thousands of users on a loaded Redis takes
+// seconds, and a heartbeat waiting behind it would let the liveness key
+// (fanout.NodeAliveTTL) lapse, so other nodes would stop counting this
+// node's connections towards per-user limits. One failed heartbeat is
+// harmless (the key outlives several); a warning is logged once none has
+// succeeded for half the key's lifetime.
+func (s *Server) heartbeats() {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-s.life.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), fanout.NodeAliveTTL/2)
+		err := s.adm.heartbeat(ctx)
+		cancel()
+		switch {
+		case err == nil:
+			last = time.Now()
+		case time.Since(last) >= fanout.NodeAliveTTL/2:
+			s.log.Warn("node heartbeat failing: other nodes may stop counting this node's connections",
+				"since_last_ok", time.Since(last).Round(time.Millisecond).String(), "err", err)
+		default:
+			s.log.Info("node heartbeat failed; retrying", "err", err)
 		}
 	}
 }
