@@ -98,6 +98,18 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, transport protocols.TransportKi
 	return req, true
 }
 
+// admissionSlot waits (up to server.handshake_timeout) until the node
+// admits fewer connects than its bound at once; a connect that waited that
+// long is refused with 503 node_busy and Retry-After.
+func (s *Server) admissionSlot(ctx *fasthttp.RequestCtx, transport protocols.TransportKind) bool {
+	if s.adm.slot(s.live.config().Server.HandshakeTimeout) {
+		return true
+	}
+	s.refuse(ctx, transport, &refusal{status: fasthttp.StatusServiceUnavailable, reason: "node_busy",
+		detail: "too many connects in progress on this node; retry", retryAfter: time.Second})
+	return false
+}
+
 // refuse answers an admission refusal, with Retry-After when known.
 func (s *Server) refuse(ctx *fasthttp.RequestCtx, transport protocols.TransportKind, r *refusal) {
 	if r.retryAfter > 0 {
@@ -336,6 +348,10 @@ func (s *Server) handleWS(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, "not_websocket", "this endpoint needs a WebSocket upgrade; use /sse/notifications/ for an event stream")
 		return
 	}
+	if !s.admissionSlot(ctx, protocols.KindWS) {
+		return
+	}
+	defer s.adm.unslot()
 	req, ok := s.admit(ctx, protocols.KindWS, ctx.QueryArgs().Peek("since"))
 	if !ok {
 		return
@@ -394,6 +410,10 @@ func (s *Server) handleSSE(ctx *fasthttp.RequestCtx) {
 	if len(since) == 0 {
 		since = ctx.QueryArgs().Peek("since")
 	}
+	if !s.admissionSlot(ctx, protocols.KindSSE) {
+		return
+	}
+	defer s.adm.unslot()
 	req, ok := s.admit(ctx, protocols.KindSSE, since)
 	if !ok {
 		return
