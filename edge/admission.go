@@ -70,7 +70,7 @@ const connLease = 30 * time.Second
 // admissionSlots is how many connects a node admits at once per P:
 // enough to keep Redis round trips of concurrent connects overlapping,
 // few enough that a publish or a ping never queues behind a storm.
-const admissionSlots = 32
+const admissionSlots = 128
 
 // heartbeatEvery is how often a node renews its liveness key.
 const heartbeatEvery = fanout.NodeAliveTTL / 4
