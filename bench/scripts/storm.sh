@@ -10,7 +10,8 @@
 # $OUT/storm.html for both and $OUT/storm-summary.txt (with the Redis
 # commands per connect and per reconnect, from the shards' commandstats).
 # Scale with WS=, SSE= (defaults 12,000 + 6,000: about 18,000 on the victim,
-# under its 20,000 open files); SIGNALS="term kill" picks the runs.
+# under its 20,000 open files); SIGNALS="term kill" picks the runs; LOG_LEVEL=info
+# keeps the nodes' info lines (shutdown timing) in $OUT/storm-herald-<port>.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/scripts/lib.sh
@@ -43,7 +44,7 @@ run() {
 	for p in "${REDIS_PORTS[@]}"; do wait_port "$p"; done
 	local pids=()
 	for p in "${NODE_PORTS[@]}"; do
-		HERALD_SERVER__LISTEN=127.0.0.1:$p HERALD_LOG__LEVEL=warn HERALD_DEV__ENABLED=false \
+		HERALD_SERVER__LISTEN=127.0.0.1:$p HERALD_LOG__LEVEL=${LOG_LEVEL:-warn} HERALD_DEV__ENABLED=false \
 			HERALD_SERVER__RECONNECT_WINDOW=$RECONNECT_WINDOW \
 			HERALD_FANOUT__BROKER=redis HERALD_FANOUT__REDIS__SHARDS=$shards \
 			"$BIN/herald" --config configs/dev.yaml >>"$OUT/storm-herald-$p.log" 2>&1 &
