@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -27,16 +28,10 @@ func StartClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
 		t.Fatalf("redistest: a cluster needs at least 3 masters, not %d", masters)
 	}
 	c := &Cluster{t: t}
+	c.Nodes = createCluster(t, masters*(1+replicas), replicas, "1000")
 	var addrs []string
-	for range masters * (1 + replicas) {
-		srv := startClusterNode(t, "1000")
-		c.Nodes = append(c.Nodes, srv)
-		addrs = append(addrs, srv.Addr())
-	}
-	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
-	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
-		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	for _, n := range c.Nodes {
+		addrs = append(addrs, n.Addr())
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for _, a := range addrs {
@@ -72,6 +67,49 @@ func StartClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return c
+}
+
+// createTimeout bounds one `redis-cli --cluster create`: it waits for the
+// nodes to meet with no timeout of its own, and a node that never joins
+// (seen once in CI, 6 minutes until the test binary was killed) would
+// hang the test until go test's own timeout.
+const createTimeout = 45 * time.Second
+
+// createCluster starts n cluster nodes and joins them into a cluster with
+// replicas replicas per master. A create that fails or hangs is retried
+// (up to three times) on fresh nodes.
+func createCluster(t testing.TB, n, replicas int, nodeTimeout string) []*Server {
+	t.Helper()
+	var last string
+	for attempt := range 3 {
+		var nodes []*Server
+		args := []string{"--cluster", "create"}
+		for range n {
+			srv := startClusterNode(t, nodeTimeout)
+			nodes = append(nodes, srv)
+			args = append(args, srv.Addr())
+		}
+		args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+		ctx, cancel := context.WithTimeout(context.Background(), createTimeout)
+		out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
+		cancel()
+		if err == nil {
+			return nodes
+		}
+		last = fmt.Sprintf("attempt %d: %v\n%s", attempt+1, err, tail(out, 20))
+		t.Logf("redistest: redis-cli --cluster create failed, retrying on fresh nodes: %s", last)
+		for _, srv := range nodes {
+			srv.Kill()
+		}
+	}
+	t.Fatalf("redistest: redis-cli --cluster create: %s", last)
+	return nil
+}
+
+// tail returns the last lines of out.
+func tail(out []byte, lines int) string {
+	l := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return strings.Join(l[max(0, len(l)-lines):], "\n")
 }
 
 // Addrs returns every node's address (cluster seeds).

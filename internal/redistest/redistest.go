@@ -324,14 +324,8 @@ func StartCluster(t testing.TB, masters int) []string {
 		t.Fatalf("redistest: a cluster needs at least 3 masters, not %d", masters)
 	}
 	var addrs []string
-	for range masters {
-		srv := startClusterNode(t, "5000")
+	for _, srv := range createCluster(t, masters, 0, "5000") {
 		addrs = append(addrs, srv.Addr())
-	}
-	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
-		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, a := range addrs {
