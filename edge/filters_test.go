@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -181,26 +180,19 @@ func (p *leaseWatchingPrefs) Preferences(ctx context.Context, user string) (stri
 // acquired (one round trip instead of two), and still apply.
 func TestConnectReadsPreferencesWhileAcquiringLease(t *testing.T) {
 	rd := redistest.Start(t)
-	cfg := testConfig()
-	cfg.Fanout.Broker = "redis"
-	cfg.Fanout.Redis.Shards = []string{rd.Addr()}
-	cfg.Fanout.Redis.Prefix = "prefsoon:"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(context.Background(), cfg, testLogger(t))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	lp := &leaseWatchingPrefs{PreferenceStore: srv.caps.prefs, broker: srv.caps.redis}
-	srv.caps.prefs = lp // before Serve: only request handlers read it
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{srv: srv, cfg: cfg, addr: ln.Addr().String(), done: make(chan error, 1)}
-	go func() { ts.done <- srv.Serve(ln) }()
-	t.Cleanup(func() { ts.shutdown(t) })
+	var lp *leaseWatchingPrefs
+	ts := startServer(t, func(c *config.Config) {
+		c.Fanout.Broker = "redis"
+		c.Fanout.Redis.Shards = []string{rd.Addr()}
+		c.Fanout.Redis.Prefix = "prefsoon:"
+	}, func(s *Server) {
+		s.wrapCaps = func(c brokerCaps) brokerCaps {
+			lp = &leaseWatchingPrefs{PreferenceStore: c.prefs, broker: c.redis}
+			c.prefs = lp
+			return c
+		}
+	})
+	srv := ts.srv
 
 	if err := srv.caps.redis.SetPreferences(t.Context(), "soon", "-chatty"); err != nil {
 		t.Fatal(err)

@@ -44,7 +44,7 @@ func TestHeartbeatNotHeldUpByRenewal(t *testing.T) {
 		c.Fanout.Redis.Shards = []string{srv.Addr()}
 		c.Fanout.Redis.Prefix = "hb:"
 	}, func(s *Server) {
-		s.wrapConns = func(c fanout.ConnCounter) fanout.ConnCounter { return slowRenewals{c, delay} }
+		s.wrapCaps = func(c brokerCaps) brokerCaps { c.conns = slowRenewals{c.conns, delay}; return c }
 	})
 	start := time.Now()
 	ws := ts.mustWS(t, q("token", token(t, "hb1", time.Hour))) // something to renew

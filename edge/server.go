@@ -44,9 +44,10 @@ type Server struct {
 	hub     *Hub
 	metrics *telemetry.Metrics
 	tracing *telemetry.Tracing // nil when tracing is off
-	// wrapConns, set by tests only, wraps the broker's cluster-wide
-	// connection counter (to slow a lease renewal down, say).
-	wrapConns func(fanout.ConnCounter) fanout.ConnCounter
+	// wrapCaps, set by tests only, wraps the broker's capabilities once
+	// they are resolved (to slow a lease renewal down, to watch
+	// preference reads).
+	wrapCaps func(brokerCaps) brokerCaps
 	ingest    *compat.Ingest  // channels_redis ingest, nil when disabled
 	backend   *BackendChecker // auth.backend_check, nil when disabled
 
@@ -101,6 +102,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
+	if s.wrapCaps != nil {
+		caps = s.wrapCaps(caps)
+	}
 	s.broker, s.caps = b, caps
 	s.prefs.durable = caps.prefs != nil
 	s.control = newControlPlane(s.node, b, s, log)
@@ -135,11 +139,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	s.backend = bc
-	conns := caps.conns
-	if s.wrapConns != nil && conns != nil {
-		conns = s.wrapConns(conns)
-	}
-	s.adm = newAdmission(cfg.Limits, s.node, conns, log)
+	s.adm = newAdmission(cfg.Limits, s.node, caps.conns, log)
 	// Other nodes reach this one on its control channel (eviction of a
 	// user's oldest connection, admin requests) and all nodes on the shared
 	// one (admin broadcasts).
