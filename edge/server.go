@@ -48,8 +48,8 @@ type Server struct {
 	// they are resolved (to slow a lease renewal down, to watch
 	// preference reads).
 	wrapCaps func(brokerCaps) brokerCaps
-	ingest    *compat.Ingest  // channels_redis ingest, nil when disabled
-	backend   *BackendChecker // auth.backend_check, nil when disabled
+	ingest   *compat.Ingest  // channels_redis ingest, nil when disabled
+	backend  *BackendChecker // auth.backend_check, nil when disabled
 
 	// The parts New composes.
 	routes  *router       // the main listener's HTTP layer
